@@ -1,0 +1,77 @@
+"""Split lists: ``<date>/<drive> <frame> <l|r>`` lines (KITTI raw) and where to find them.
+
+Built-in splits (copied from Monodepth2, see ``data/splits/README.md``): ``eigen`` (test),
+``eigen_benchmark`` (test), ``eigen_zhou`` (train/val), ``odom``. A split may also be given as a
+folder holding ``train_files.txt`` / ``val_files.txt`` and optionally ``test_files.txt``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["SplitEntry", "BUILTIN_SPLITS_DIR", "read_split_file", "split_file", "builtin_splits"]
+
+BUILTIN_SPLITS_DIR = Path(__file__).resolve().parent / "splits"
+
+
+@dataclass(frozen=True)
+class SplitEntry:
+    """One line of a split file: ``folder`` is ``<date>/<drive>`` (or an odometry sequence)."""
+
+    folder: str
+    frame: int
+    side: str  # "l" (image_02) or "r" (image_03)
+
+    @property
+    def date(self) -> str:
+        return self.folder.split("/")[0]
+
+
+def builtin_splits() -> list[str]:
+    return sorted(p.name for p in BUILTIN_SPLITS_DIR.iterdir() if p.is_dir())
+
+
+def read_split_file(path: str | Path) -> list[SplitEntry]:
+    """Parse a split file; every malformed line is reported with its file and line number."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"split file not found: {path}")
+    entries = []
+    for lineno, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) not in (2, 3):
+            raise ValueError(f"{path}:{lineno}: expected '<folder> <frame> [l|r]', got {raw!r}")
+        side = parts[2] if len(parts) == 3 else "l"
+        if side not in ("l", "r"):
+            raise ValueError(f"{path}:{lineno}: side must be 'l' or 'r', got {side!r}")
+        try:
+            frame = int(parts[1])
+        except ValueError:
+            raise ValueError(f"{path}:{lineno}: frame index must be an integer, got {parts[1]!r}") from None
+        entries.append(SplitEntry(parts[0], frame, side))
+    return entries
+
+
+def split_file(split: str | Path, which: str) -> Path:
+    """Path of ``<which>_files.txt`` (``which`` in train/val/test) for a split name or folder.
+
+    A split may also be a path to a ``.txt`` file itself (returned as is).
+    """
+    candidate = Path(split)
+    if candidate.suffix == ".txt":
+        if not candidate.is_file():
+            raise FileNotFoundError(f"split file not found: {candidate}")
+        return candidate
+    folder = candidate if candidate.is_dir() else BUILTIN_SPLITS_DIR / str(split)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"unknown split {str(split)!r}: not a folder and not one of the built-in splits "
+            f"{builtin_splits()}")
+    path = folder / f"{which}_files.txt"
+    if not path.is_file():
+        have = sorted(p.name for p in folder.glob("*_files*.txt"))
+        raise FileNotFoundError(f"split {str(split)!r} has no {which}_files.txt in {folder} (found: {have})")
+    return path

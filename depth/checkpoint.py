@@ -1,0 +1,156 @@
+"""Checkpoints: atomic writes, retention, and loading the networks back for inference.
+
+A checkpoint is a plain dict readable with ``torch.load``: ``depth_net`` and ``pose_net`` are
+plain state dicts; ``config`` is the resolved configuration as a dict; ``seed``, ``versions``
+(library versions), ``step``, ``epoch`` and, for resuming, ``optimizer``, ``scheduler``,
+``scaler``, ``rng`` and ``batch_in_epoch``.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = ["atomic_torch_save", "atomic_write_text", "save_checkpoint", "library_versions",
+           "load_checkpoint", "load_depth_net", "load_pose_net", "build_depth_net", "build_pose_net"]
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_torch_save(obj, path: str | Path) -> None:
+    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``:
+    a crash at any point leaves either the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def library_versions() -> dict:
+    import kornia
+    import numpy
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "kornia": kornia.__version__,
+           "numpy": numpy.__version__}
+    for name in ("torchvision", "albumentations", "numba", "cv2"):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception:  # pragma: no cover - optional
+            pass
+    out["cuda"] = torch.version.cuda
+    return out
+
+
+def save_checkpoint(state: dict, checkpoint_dir: str | Path, step: int, keep: int = 2) -> Path:
+    """Write ``step_XXXXXXXX.pt`` and ``last.pt`` atomically; keep the newest ``keep`` step files."""
+    checkpoint_dir = Path(checkpoint_dir)
+    path = checkpoint_dir / f"step_{step:08d}.pt"
+    atomic_torch_save(state, path)
+    # last.pt: a hard link to the same bytes (atomic rename of a fresh link), else a second copy
+    tmp = checkpoint_dir / f".last.pt.{os.getpid()}.tmp"
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(path, tmp)
+        os.replace(tmp, checkpoint_dir / "last.pt")
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        atomic_torch_save(state, checkpoint_dir / "last.pt")
+    steps = sorted(p for p in checkpoint_dir.glob("step_*.pt") if re.fullmatch(r"step_\d{8}\.pt", p.name))
+    for old in steps[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt" if (path / "checkpoints").is_dir() else path / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:
+        raise RuntimeError(f"checkpoint {path} could not be read ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or "depth_net" not in ckpt or "config" not in ckpt:
+        raise RuntimeError(f"checkpoint {path} lacks 'depth_net'/'config': not written by this project?")
+    return ckpt
+
+
+def build_depth_net(cfg):
+    from depth.networks import DepthNet
+
+    return DepthNet(cfg.model.num_layers, pretrained=False, scales=tuple(cfg.model.scales), dca=cfg.model.dca)
+
+
+def build_pose_net(cfg):
+    from depth.networks import PoseNet
+
+    return PoseNet(cfg.model.num_layers, pretrained=False)
+
+
+def load_depth_net(path: str | Path, map_location="cpu"):
+    """``(model, cfg_dict)``: the depth network in eval mode; ``model(images)`` takes
+    ``(B, 3, H, W)`` RGB in ``[0, 1]`` at ``cfg["data"]["height"] x cfg["data"]["width"]`` and
+    returns the ``(B, 1, H, W)`` sigmoid (see :func:`depth.geometry.disp_to_depth`)."""
+    from depth.config import from_dict
+
+    ckpt = load_checkpoint(path, map_location)
+    cfg = from_dict(ckpt["config"])
+    model = build_depth_net(cfg)
+    model.load_state_dict(ckpt["depth_net"])
+    model.eval()
+    return model, ckpt["config"]
+
+
+def load_pose_net(path: str | Path, map_location="cpu"):
+    """``(pose_model, cfg_dict)``; ``pose_model(a, b)`` -> (axisangle, translation) of ``T_b_a``."""
+    from depth.config import from_dict
+
+    ckpt = load_checkpoint(path, map_location)
+    cfg = from_dict(ckpt["config"])
+    model = build_pose_net(cfg)
+    model.load_state_dict(ckpt["pose_net"])
+    model.eval()
+    return model, ckpt["config"]

@@ -1,0 +1,257 @@
+"""Typed configuration: documented defaults (one dataclass per section), YAML presets, and dotted
+``key=value`` overrides from the command line.
+
+Resolution order: defaults < the YAML preset (which may name a ``base:`` preset of its own,
+resolved relative to its file) < CLI overrides. Unknown keys and values of the wrong type are
+errors that list the valid keys. Values are checked by :func:`validate` before any work starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+__all__ = ["Config", "load_config", "to_dict", "validate", "ConfigError"]
+
+
+class ConfigError(ValueError):
+    """A bad configuration key or value (the message names it and what was expected)."""
+
+
+@dataclass
+class SyntheticConfig:
+    generate: bool = False  # generate the synthetic KITTI-format dataset into data.root when missing
+    seed: int = 0
+    drives: int = 4  # the last `test_drives` are test-only
+    frames: int = 100  # frames per drive
+    test_drives: int = 1
+
+
+@dataclass
+class DataConfig:
+    root: str = "kitti_data"  # KITTI raw root (<root>/<date>/<date>_drive_XXXX_sync/...)
+    split: str = "eigen_zhou"  # built-in split name, or a folder with train_files.txt / val_files.txt
+    height: int = 192
+    width: int = 640
+    frame_ids: list[int] = field(default_factory=lambda: [0, -1, 1])
+    img_ext: str = "auto"  # png | jpg | auto (whichever exists)
+    intrinsics: str = "calib"  # calib: P_rect_02/03 of the date, rescaled | monodepth2: fixed normalised K
+    stereo: bool = False  # add the other camera as a source (Monodepth2's S / MS modes)
+    val_gt: str = "auto"  # ground truth for validation: auto | benchmark (dense PNG) | velodyne | none
+    val_max_images: int = 200  # validate on at most this many test frames
+    cache_dir: str = ""  # optional on-disk cache of pre-resized training images
+    cache_images: bool = False  # keep decoded, resized frames in memory (small datasets / low res)
+    check: bool = False  # verify every file of the split exists before training
+    on_bad_sample: str = "error"  # error | skip
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class ModelConfig:
+    num_layers: int = 18  # ResNet depth of the depth and pose encoders (18, 34, 50)
+    pretrained: bool = False  # ImageNet weights when available (hub cache or weights_path), else scratch
+    weights_path: str = ""  # optional local ImageNet state dict
+    scales: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
+    dca: bool = False  # dynamic cross-attention decoder (single full-resolution output)
+    min_depth: float = 0.1
+    max_depth: float = 100.0
+
+
+@dataclass
+class LossConfig:
+    recipe: str = "baseline"  # baseline (Monodepth2) | dabnet
+    ssim_weight: float = 0.85
+    smoothness_weight: float = 1e-3
+    automask: bool = True
+    min_reprojection: bool = True
+
+
+@dataclass
+class AugmentConfig:
+    color_jitter_prob: float = 0.5  # one set of jitter parameters per sample, all frames
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.1
+    flip_prob: float = 0.5
+    zoom_prob: float = 0.0  # zoom imitation (METHOD §4); 0.5 in the paper
+    zoom_min_scale: float = 0.5
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    milestones: list[int] = field(default_factory=lambda: [15])  # epochs after which lr *= gamma
+    gamma: float = 0.1
+    warmup_steps: int = 0  # linear warm-up from lr * warmup_start_factor
+    warmup_start_factor: float = 1.0 / 3.0
+    grad_clip: float = 0.0  # max global gradient norm; 0 = off
+    weight_decay: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 12
+    epochs: int = 20
+    max_steps: int = 0  # stop after this many optimiser steps (overrides epochs); 0 = off
+    seed: int = 0
+    num_workers: int = 4
+    device: str = "auto"  # auto | cpu | cuda
+    log_every: int = 50
+    image_every: int = 500
+    val_every: int = 0  # steps between validations; 0 = at the end of every epoch only
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = end of every epoch
+    keep_checkpoints: int = 2
+    deterministic: bool = False
+    amp: str = "auto"  # auto | off | bf16 | fp16 (CUDA only)
+    channels_last: bool = False
+    nan_policy: str = "error"  # error | skip
+    sync_bn: bool = False
+    progress: bool = True
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "runs/default"
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def _valid_keys(node: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += _valid_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def _read_yaml(path: Path, seen: tuple = ()) -> list[dict]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in seen:
+        raise ConfigError(f"config {path}: circular 'base:' chain")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config {path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path}: expected a mapping at the top level")
+    base = data.pop("base", None)
+    layers = []
+    if base:
+        layers += _read_yaml((path.parent / base), seen + (path.resolve(),))
+    return layers + [(str(path), data)]
+
+
+def _merge(cfg, layer: Any, source: str):
+    try:
+        return OmegaConf.merge(cfg, layer)
+    except (ConfigKeyError, ConfigAttributeError) as e:
+        key = getattr(e, "full_key", None) or str(e)
+        raise ConfigError(
+            f"{source}: unknown config key {key!r}. Valid keys:\n  " + "\n  ".join(_valid_keys(Config()))
+        ) from None
+    except ValidationError as e:
+        raise ConfigError(f"{source}: bad value for {getattr(e, 'full_key', '?')!r}: {e.msg}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                saved: dict | None = None) -> Config:
+    """Defaults, then ``saved`` (a checkpoint's config dict) or the YAML preset at ``path`` (with
+    its ``base:`` chain), then the ``key=value`` overrides."""
+    cfg = OmegaConf.structured(Config)
+    if saved is not None:
+        cfg = _merge(cfg, saved, "saved config")
+    if path is not None:
+        for source, layer in _read_yaml(Path(path)):
+            cfg = _merge(cfg, layer, source)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. train.batch_size=8)")
+        key = item.split("=", 1)[0]
+        if key not in _valid_keys(Config()):
+            raise ConfigError(f"unknown config key {key!r}. Valid keys:\n  " + "\n  ".join(_valid_keys(Config())))
+        cfg = _merge(cfg, OmegaConf.from_dotlist([item]), "command line")
+    config: Config = OmegaConf.to_object(cfg)
+    validate(config)
+    return config
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(d: dict) -> Config:
+    """Rebuild a Config from :func:`to_dict` output (e.g. a checkpoint's), ignoring unknown keys."""
+    cfg = OmegaConf.structured(Config)
+    known = set(_valid_keys(Config()))
+
+    def prune(node: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in node.items():
+            full = f"{prefix}{k}"
+            if isinstance(v, dict) and any(x.startswith(full + ".") for x in known):
+                out[k] = prune(v, full + ".")
+            elif full in known:
+                out[k] = v
+        return out
+
+    return OmegaConf.to_object(OmegaConf.merge(cfg, prune(d)))
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {msg}")
+
+
+def validate(cfg: Config) -> None:
+    """Range checks that would otherwise fail late (after data loading or mid-training)."""
+    d, m, t, o, a, l = cfg.data, cfg.model, cfg.train, cfg.optim, cfg.augment, cfg.loss
+    _check(d.height > 0 and d.height % 32 == 0, "data.height", f"must be a positive multiple of 32, got {d.height}")
+    _check(d.width > 0 and d.width % 32 == 0, "data.width", f"must be a positive multiple of 32, got {d.width}")
+    _check(d.frame_ids[:1] == [0], "data.frame_ids", f"must start with 0 (the target), got {d.frame_ids}")
+    _check(d.intrinsics in ("calib", "monodepth2"), "data.intrinsics", f"calib | monodepth2, got {d.intrinsics!r}")
+    _check(d.img_ext in ("auto", "png", "jpg"), "data.img_ext", f"auto | png | jpg, got {d.img_ext!r}")
+    _check(d.on_bad_sample in ("error", "skip"), "data.on_bad_sample", f"error | skip, got {d.on_bad_sample!r}")
+    _check(d.val_gt in ("auto", "benchmark", "velodyne", "none"), "data.val_gt",
+           f"auto | benchmark | velodyne | none, got {d.val_gt!r}")
+    _check(len(d.frame_ids) > 1 or d.stereo, "data.frame_ids", "needs a source frame (or data.stereo=true)")
+    _check(0 < m.min_depth < m.max_depth, "model.min_depth/max_depth", f"need 0 < min < max, got {m.min_depth}, {m.max_depth}")
+    _check(m.num_layers in (18, 34, 50), "model.num_layers", f"18 | 34 | 50, got {m.num_layers}")
+    _check(len(m.scales) > 0 and all(0 <= s <= 3 for s in m.scales), "model.scales", f"subset of 0..3, got {m.scales}")
+    _check(l.recipe in ("baseline", "dabnet"), "loss.recipe", f"baseline | dabnet, got {l.recipe!r}")
+    _check(0 <= l.ssim_weight <= 1, "loss.ssim_weight", f"must be in [0, 1], got {l.ssim_weight}")
+    _check(l.smoothness_weight >= 0, "loss.smoothness_weight", f"must be >= 0, got {l.smoothness_weight}")
+    for key in ("color_jitter_prob", "flip_prob", "zoom_prob"):
+        v = getattr(a, key)
+        _check(0 <= v <= 1, f"augment.{key}", f"must be a probability in [0, 1], got {v}")
+    _check(0 < a.zoom_min_scale <= 1, "augment.zoom_min_scale", f"must be in (0, 1], got {a.zoom_min_scale}")
+    _check(o.lr > 0, "optim.lr", f"must be > 0, got {o.lr}")
+    _check(o.gamma > 0, "optim.gamma", f"must be > 0, got {o.gamma}")
+    _check(o.grad_clip >= 0, "optim.grad_clip", f"must be >= 0, got {o.grad_clip}")
+    _check(o.warmup_steps >= 0, "optim.warmup_steps", f"must be >= 0, got {o.warmup_steps}")
+    _check(t.batch_size > 0, "train.batch_size", f"must be > 0, got {t.batch_size}")
+    _check(t.epochs > 0, "train.epochs", f"must be > 0, got {t.epochs}")
+    _check(t.max_steps >= 0, "train.max_steps", f"must be >= 0, got {t.max_steps}")
+    _check(t.num_workers >= 0, "train.num_workers", f"must be >= 0, got {t.num_workers}")
+    _check(t.device in ("auto", "cpu", "cuda"), "train.device", f"auto | cpu | cuda, got {t.device!r}")
+    _check(t.amp in ("auto", "off", "bf16", "fp16"), "train.amp", f"auto | off | bf16 | fp16, got {t.amp!r}")
+    _check(t.nan_policy in ("error", "skip"), "train.nan_policy", f"error | skip, got {t.nan_policy!r}")
+    _check(t.keep_checkpoints >= 1, "train.keep_checkpoints", f"must be >= 1, got {t.keep_checkpoints}")

@@ -1,0 +1,170 @@
+"""Self-supervised losses: minimum reprojection with auto-masking, edge-aware smoothness, and the
+two recipes (``baseline`` = Monodepth2, ``dabnet`` = Jiang et al. 2022), METHOD §3.
+
+All functions take tensors and numbers (no config objects). Images ``(B, 3, H, W)`` in
+``[0, 1]``; disparities ``(B, 1, h, w)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from depth.geometry import disp_to_depth
+from depth.reprojection import photometric_error, warp
+
+__all__ = [
+    "min_reprojection",
+    "smoothness_first_order",
+    "smoothness_second_order",
+    "LossTerms",
+    "self_supervised_loss",
+]
+
+
+def min_reprojection(reprojection: list[Tensor], identity: list[Tensor] | None = None,
+                     noise: float = 1e-5, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Per-pixel minimum over sources, with Monodepth2's auto-masking.
+
+    Args:
+        reprojection: per-source photometric errors of the warped sources, each ``(B, 1, H, W)``.
+        identity: per-source errors of the *unwarped* sources, or None to disable auto-masking.
+            ``noise * N(0, 1)`` is added to break ties.
+    Returns:
+        ``(loss, mask)``: the mean of the per-pixel minimum, and a ``(B, 1, H, W)`` float mask of
+        pixels won by a reprojection term (1) rather than an identity term (0).
+    """
+    rep = torch.cat(reprojection, 1)
+    if identity is None:
+        return rep.min(1, keepdim=True)[0].mean(), torch.ones_like(rep[:, :1])
+    ident = torch.cat(identity, 1)
+    if noise:
+        ident = ident + noise * torch.randn(ident.shape, device=ident.device, dtype=ident.dtype,
+                                            generator=generator)
+    combined = torch.cat([ident, rep], 1)
+    value, idx = combined.min(1, keepdim=True)
+    return value.mean(), (idx >= ident.shape[1]).float()
+
+
+def _grads(x: Tensor) -> tuple[Tensor, Tensor]:
+    return x[:, :, :, :-1] - x[:, :, :, 1:], x[:, :, :-1, :] - x[:, :, 1:, :]
+
+
+def smoothness_first_order(disp: Tensor, image: Tensor, edge_weight: float = 1.0,
+                           normalise: bool = True) -> Tensor:
+    """``mean |dx d| exp(-w |dx I|) + mean |dy d| exp(-w |dy I|)`` on ``d / mean(d)``.
+
+    ``|dI|`` is averaged over colour channels; ``w = edge_weight`` (1 baseline, 0.5 dabnet).
+    """
+    if normalise:
+        disp = disp / (disp.mean((2, 3), keepdim=True) + 1e-7)
+    ddx, ddy = _grads(disp)
+    idx, idy = _grads(image)
+    wx = torch.exp(-edge_weight * idx.abs().mean(1, keepdim=True))
+    wy = torch.exp(-edge_weight * idy.abs().mean(1, keepdim=True))
+    return (ddx.abs() * wx).mean() + (ddy.abs() * wy).mean()
+
+
+def smoothness_second_order(disp: Tensor, image: Tensor, edge_weight: float = 0.5,
+                            normalise: bool = True) -> Tensor:
+    """Second-order edge-aware smoothness: ``|dxx|, |dxy|`` weighted by ``exp(-w|dx I|)``,
+    ``|dyx|, |dyy|`` by ``exp(-w|dy I|)`` (weights cropped to each term's support), summed means."""
+    if normalise:
+        disp = disp / (disp.mean((2, 3), keepdim=True) + 1e-7)
+    ddx, ddy = _grads(disp)
+    dxx, dxy = _grads(ddx)
+    dyx, dyy = _grads(ddy)
+    idx, idy = _grads(image)
+    wx = torch.exp(-edge_weight * idx.abs().mean(1, keepdim=True))
+    wy = torch.exp(-edge_weight * idy.abs().mean(1, keepdim=True))
+    return ((dxx.abs() * wx[:, :, :, :-1]).mean() + (dxy.abs() * wx[:, :, :-1, :]).mean()
+            + (dyx.abs() * wy[:, :, :, :-1]).mean() + (dyy.abs() * wy[:, :, :-1, :]).mean())
+
+
+@dataclass
+class LossTerms:
+    """What :func:`self_supervised_loss` returns; ``total`` is the value to minimise."""
+
+    total: Tensor
+    photometric: Tensor
+    smoothness: Tensor
+    automask: Tensor  # (B, 1, H, W) pixels kept by auto-masking, at full resolution, finest scale
+    depth: Tensor  # (B, 1, H, W) full-resolution depth from the finest output (detached)
+
+
+def self_supervised_loss(
+    disparities: list[Tensor],
+    target: Tensor,
+    sources: list[Tensor],
+    K: Tensor,
+    T_src_tgt: list[Tensor],
+    *,
+    recipe: str = "baseline",
+    min_depth: float = 0.1,
+    max_depth: float = 100.0,
+    ssim_weight: float = 0.85,
+    smoothness_weight: float = 1e-3,
+    automask: bool = True,
+    min_reprojection_loss: bool = True,
+    K_sources: list[Tensor | None] | None = None,
+) -> LossTerms:
+    """The photometric reprojection loss of one batch.
+
+    Args:
+        disparities: sigmoid outputs finest first; entry ``s`` has resolution 1/2^s (baseline) or a
+            single full-resolution entry (dabnet).
+        target: ``(B, 3, H, W)`` un-jittered target frame; ``sources``: the un-jittered sources.
+        K: ``(B, 3, 3)`` target intrinsics at ``H x W``; ``T_src_tgt``: one ``(B, 4, 4)`` per source.
+        recipe: ``"baseline"`` (Monodepth2: every scale upsampled to full resolution, L1, first-order
+            smoothness with weight ``smoothness_weight / 2^s`` on the image at scale s, loss averaged
+            over scales) or ``"dabnet"`` (finest output only, Charbonnier L1, first + 0.5 x second
+            order smoothness with ``exp(-0.5 |dI|)`` weights).
+        K_sources: optional per-source intrinsics (stereo rigs with different cameras).
+    """
+    if recipe not in ("baseline", "dabnet"):
+        raise ValueError(f"loss.recipe must be 'baseline' or 'dabnet', got {recipe!r}")
+    if len(sources) != len(T_src_tgt):
+        raise ValueError(f"{len(sources)} sources but {len(T_src_tgt)} poses")
+    h, w = target.shape[-2:]
+    charbonnier = recipe == "dabnet"
+    if recipe == "dabnet":
+        disparities = disparities[:1]
+    K_sources = K_sources or [None] * len(sources)
+
+    identity = None
+    if automask:
+        identity = [photometric_error(s, target, ssim_weight, charbonnier) for s in sources]
+
+    photo_total, smooth_total = 0.0, 0.0
+    mask0 = depth0 = None
+    for scale, disp in enumerate(disparities):
+        disp_full = disp if disp.shape[-2:] == (h, w) else F.interpolate(
+            disp, (h, w), mode="bilinear", align_corners=False)
+        _, depth = disp_to_depth(disp_full, min_depth, max_depth)
+        reprojection = [
+            photometric_error(warp(src, depth, K, T, Ks), target, ssim_weight, charbonnier)
+            for src, T, Ks in zip(sources, T_src_tgt, K_sources)
+        ]
+        if not min_reprojection_loss:  # Monodepth2's --avg_reprojection ablation
+            reprojection = [torch.cat(reprojection, 1).mean(1, keepdim=True)]
+            ident = None if identity is None else [torch.cat(identity, 1).mean(1, keepdim=True)]
+        else:
+            ident = identity
+        photo, mask = min_reprojection(reprojection, ident)
+        if recipe == "baseline":
+            image_s = target if disp.shape[-2:] == (h, w) else F.interpolate(
+                target, disp.shape[-2:], mode="area")
+            smooth = smoothness_first_order(disp, image_s, 1.0) * smoothness_weight / (2 ** scale)
+        else:
+            smooth = smoothness_weight * (smoothness_first_order(disp, target, 0.5)
+                                          + 0.5 * smoothness_second_order(disp, target, 0.5))
+        photo_total = photo_total + photo
+        smooth_total = smooth_total + smooth
+        if scale == 0:
+            mask0, depth0 = mask, depth.detach()
+    n = len(disparities)
+    photo_total = photo_total / n
+    smooth_total = smooth_total / n
+    return LossTerms(photo_total + smooth_total, photo_total, smooth_total, mask0, depth0)

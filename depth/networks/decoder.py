@@ -1,0 +1,77 @@
+"""Monodepth2's U-Net depth decoder, optionally ending in dynamic cross-attention (DCA).
+
+Baseline: levels 4..0 (nearest upsampling to the skip's size, 3x3 conv + ELU with reflection
+padding, skip concatenation, channels 256, 128, 64, 32, 16); sigmoid disparity heads at the
+requested scales (scale s has resolution 1/2^s of the input).
+
+DCA (``dca=True``): levels 4..1 give X16, X8, X4, X2 (256, 128, 64, 32 channels at 1/16 .. 1/2);
+:class:`~depth.networks.cross_attention.DynamicCrossAttention` fuses them with per-image branch
+weights from the deepest encoder feature and :class:`~depth.networks.cross_attention.DCAHead`
+produces a single full-resolution sigmoid disparity (METHOD §5).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from depth.networks.layers import Conv3x3, ConvBlock, upsample_to
+
+__all__ = ["DepthDecoder"]
+
+NUM_CH_DEC = (16, 32, 64, 128, 256)
+
+
+class DepthDecoder(nn.Module):
+    def __init__(self, num_ch_enc: list[int], scales: tuple[int, ...] = (0, 1, 2, 3), dca: bool = False,
+                 dca_dropout: float = 0.1):
+        super().__init__()
+        self.num_ch_enc = list(num_ch_enc)
+        self.dca_enabled = dca
+        self.scales = (0,) if dca else tuple(sorted(scales))
+        if any(s not in range(4) for s in self.scales):
+            raise ValueError(f"model.scales must be a subset of 0..3, got {scales}")
+        lowest = 1 if dca else 0
+        convs = {}
+        for i in range(4, lowest - 1, -1):
+            c_in = self.num_ch_enc[-1] if i == 4 else NUM_CH_DEC[i + 1]
+            convs[f"upconv_{i}_0"] = ConvBlock(c_in, NUM_CH_DEC[i])
+            c_in = NUM_CH_DEC[i] + (self.num_ch_enc[i - 1] if i > 0 else 0)
+            convs[f"upconv_{i}_1"] = ConvBlock(c_in, NUM_CH_DEC[i])
+        if not dca:
+            for s in self.scales:
+                convs[f"dispconv_{s}"] = Conv3x3(NUM_CH_DEC[s], 1)
+        self.convs = nn.ModuleDict(convs)
+        if dca:
+            from depth.networks.cross_attention import DCAHead, DynamicCrossAttention
+
+            self.dca = DynamicCrossAttention(channels=(NUM_CH_DEC[2], NUM_CH_DEC[3], NUM_CH_DEC[4]),
+                                             x2_channels=NUM_CH_DEC[1], enc_channels=self.num_ch_enc[-1],
+                                             dropout=dca_dropout)
+            self.head = DCAHead(NUM_CH_DEC[1])
+
+    def forward(self, features: list[Tensor], out_size: tuple[int, int] | None = None) -> list[Tensor]:
+        """Encoder features (1/2 .. 1/32) -> sigmoid disparities, one per scale, finest first.
+
+        ``out_size`` is the input image size (H, W); needed for sizes not divisible by 32.
+        """
+        if out_size is None:
+            out_size = (features[0].shape[-2] * 2, features[0].shape[-1] * 2)
+        x = features[-1]
+        levels: dict[int, Tensor] = {}
+        outputs: dict[int, Tensor] = {}
+        lowest = 1 if self.dca_enabled else 0
+        for i in range(4, lowest - 1, -1):
+            x = self.convs[f"upconv_{i}_0"](x)
+            size = features[i - 1].shape[-2:] if i > 0 else out_size
+            x = upsample_to(x, tuple(size))
+            if i > 0:
+                x = torch.cat([x, features[i - 1]], 1)
+            x = self.convs[f"upconv_{i}_1"](x)
+            levels[i] = x
+            if not self.dca_enabled and i in self.scales:
+                outputs[i] = torch.sigmoid(self.convs[f"dispconv_{i}"](x))
+        if self.dca_enabled:
+            y = self.dca(levels[1], levels[2], levels[3], levels[4], features[-1])
+            return [self.head(y, out_size)]
+        return [outputs[s] for s in self.scales]

@@ -1,0 +1,37 @@
+"""Small building blocks shared by the decoders."""
+from __future__ import annotations
+
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["Conv3x3", "ConvBlock", "upsample_to"]
+
+
+class Conv3x3(nn.Module):
+    """3x3 convolution on a reflection-padded input (output has the input's size)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.pad = nn.ReflectionPad2d(1)
+        self.conv = nn.Conv2d(in_channels, out_channels, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(self.pad(x))
+
+
+class ConvBlock(nn.Module):
+    """``Conv3x3`` followed by ELU (Monodepth2's decoder block)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = Conv3x3(in_channels, out_channels)
+        self.nonlin = nn.ELU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.nonlin(self.conv(x))
+
+
+def upsample_to(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Nearest-neighbour upsampling to an explicit size (x2 for sizes divisible by 32)."""
+    return F.interpolate(x, size=size, mode="nearest")

@@ -1,0 +1,37 @@
+"""Shared fixtures: the real KITTI sample (read from ../shared or $KITTI_SAMPLE, never copied here)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def _find_kitti_sample() -> Path | None:
+    candidates = []
+    if os.environ.get("KITTI_SAMPLE"):
+        candidates.append(Path(os.environ["KITTI_SAMPLE"]))
+    candidates += [ROOT.parent / "shared" / "kitti_sample", ROOT / ".." / "shared" / "kitti_sample"]
+    for c in candidates:
+        if (c / "2011_09_26" / "calib_cam_to_cam.txt").is_file():
+            return c.resolve()
+    return None
+
+
+KITTI_SAMPLE = _find_kitti_sample()
+
+
+@pytest.fixture(scope="session")
+def kitti_sample() -> Path:
+    """Root of the real KITTI sample (KITTI raw layout); skips where it is not available."""
+    if KITTI_SAMPLE is None:
+        pytest.skip("real KITTI sample not found: set KITTI_SAMPLE or place it at ../shared/kitti_sample")
+    return KITTI_SAMPLE
