@@ -1,0 +1,141 @@
+"""KITTI raw calibration files: parsing and the matrices the loaders and the evaluation need.
+
+Files (per recording date): ``<root>/<date>/calib_cam_to_cam.txt`` (``S_rect_0i``, ``R_rect_00``,
+``P_rect_0i``, ...) and ``calib_velo_to_cam.txt`` (``R``, ``T``). Every value line is
+``key: numbers``; non-numeric lines such as ``calib_time`` are skipped.
+
+A missing file raises ``FileNotFoundError`` and a missing key raises ``KeyError``; both name the
+file (and the key).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "CalibDict",
+    "read_calib_file",
+    "load_cam_to_cam",
+    "load_velo_to_cam",
+    "velo_to_cam",
+    "rect_matrix",
+    "projection_velo_to_image",
+    "intrinsics_from_calib",
+    "image_size_from_calib",
+]
+
+
+class CalibDict(dict):
+    """``dict[str, np.ndarray]`` whose missing keys raise a ``KeyError`` naming the file."""
+
+    def __init__(self, path, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.path = str(path)
+
+    def __missing__(self, key):
+        raise KeyError(f"calibration file {self.path} has no key {key!r} (keys: {sorted(self)})")
+
+    def matrix(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The value of ``key`` reshaped to ``shape``; a wrong element count names file and key."""
+        value = self[key]
+        if value.size != int(np.prod(shape)):
+            raise ValueError(
+                f"calibration file {self.path}: key {key!r} has {value.size} values, expected {shape}")
+        return value.reshape(shape)
+
+
+def read_calib_file(path: str | Path) -> CalibDict:
+    """Parse a KITTI calibration text file into ``{key: float64 array}``.
+
+    Lines without a ``:`` or whose value is not a list of numbers (``calib_time: 09-Jan-2012 ...``)
+    are skipped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"calibration file not found: {path}")
+    data = CalibDict(path)
+    for line in path.read_text().splitlines():
+        if ":" not in line:
+            continue
+        key, value = line.split(":", 1)
+        try:
+            data[key.strip()] = np.array([float(x) for x in value.split()], dtype=np.float64)
+        except ValueError:
+            continue
+    return data
+
+
+def _calib_dir(calib_dir: str | Path) -> Path:
+    return Path(calib_dir)
+
+
+@lru_cache(maxsize=64)
+def _cached(path: str, mtime: float) -> CalibDict:
+    return read_calib_file(path)
+
+
+def _read_cached(path: Path) -> CalibDict:
+    if not path.is_file():
+        raise FileNotFoundError(f"calibration file not found: {path}")
+    return _cached(str(path), path.stat().st_mtime)
+
+
+def load_cam_to_cam(path: str | Path) -> CalibDict:
+    """``calib_cam_to_cam.txt`` (a file, or the date folder holding it)."""
+    path = Path(path)
+    if path.suffix != ".txt":
+        path = path / "calib_cam_to_cam.txt"
+    return _read_cached(path)
+
+
+def load_velo_to_cam(path: str | Path) -> CalibDict:
+    """``calib_velo_to_cam.txt`` (a file, or the date folder holding it)."""
+    path = Path(path)
+    if path.suffix != ".txt":
+        path = path / "calib_velo_to_cam.txt"
+    return _read_cached(path)
+
+
+def velo_to_cam(calib_dir: str | Path) -> np.ndarray:
+    """4x4 rigid transform Velodyne -> (unrectified) camera 0, from ``R`` and ``T``."""
+    c = load_velo_to_cam(_calib_dir(calib_dir))
+    T = np.eye(4)
+    T[:3, :3] = c.matrix("R", (3, 3))
+    T[:3, 3] = c.matrix("T", (3,))
+    return T
+
+
+def rect_matrix(calib_dir: str | Path) -> np.ndarray:
+    """4x4 homogeneous ``R_rect_00`` (rectifying rotation of camera 0)."""
+    c = load_cam_to_cam(_calib_dir(calib_dir))
+    R = np.eye(4)
+    R[:3, :3] = c.matrix("R_rect_00", (3, 3))
+    return R
+
+
+def projection_velo_to_image(calib_dir: str | Path, cam: int = 2) -> np.ndarray:
+    """3x4 matrix ``P_rect_0{cam} @ R_rect_00 @ Tr_velo_to_cam`` (Velodyne -> rectified pixels).
+
+    Multiplied in the same order as Monodepth2 (``(P @ R) @ Tr``) so that projected coordinates
+    agree with it bit for bit.
+    """
+    c = load_cam_to_cam(_calib_dir(calib_dir))
+    P = c.matrix(f"P_rect_0{cam}", (3, 4))
+    return np.dot(np.dot(P, rect_matrix(calib_dir)), velo_to_cam(calib_dir))
+
+
+def image_size_from_calib(calib_dir: str | Path, cam: int = 2) -> tuple[int, int]:
+    """``(W, H)`` of the rectified image of camera ``cam`` (``S_rect_0{cam}``)."""
+    c = load_cam_to_cam(_calib_dir(calib_dir))
+    s = c.matrix(f"S_rect_0{cam}", (2,))
+    return int(s[0]), int(s[1])
+
+
+def intrinsics_from_calib(calib_dir: str | Path, cam: int = 2) -> tuple[np.ndarray, tuple[int, int]]:
+    """``(K, (W, H))``: the 3x3 rectified intrinsics of camera ``cam`` in pixels of the full
+    ``S_rect`` image, and that image size."""
+    c = load_cam_to_cam(_calib_dir(calib_dir))
+    P = c.matrix(f"P_rect_0{cam}", (3, 4))
+    return P[:, :3].copy(), image_size_from_calib(calib_dir, cam)

@@ -1,0 +1,218 @@
+"""depth/evaluation.py (post-processing, scale tests, ATE) and the evaluate.py command line."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data.velodyne import SparseGT, save_sparse_gt
+from depth.evaluation import (batch_post_process_disparity, centre_window, compute_ate, dump_xyz,
+                              gt_local_poses, load_odometry_poses, predict_disparities, scale_robustness,
+                              snippet_ates, zoom_post_process)
+from depth.metrics import compute_depth_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_flip_post_process_matches_monodepth2_formula():
+    rng = np.random.default_rng(0)
+    l, r = rng.random((2, 3, 8, 40)).astype(np.float32)
+    out = batch_post_process_disparity(l, r)
+    w = 40
+    ramp = 1.0 - np.clip(20 * (np.linspace(0, 1, w) - 0.05), 0, 1)
+    expected = ramp[::-1] * l + ramp * r + (1 - ramp - ramp[::-1]) * 0.5 * (l + r)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    np.testing.assert_allclose(batch_post_process_disparity(l, l), l, rtol=1e-6)
+    assert out[..., 0] == pytest.approx(r[..., 0]) and out[..., -1] == pytest.approx(l[..., -1])
+
+
+def test_centre_window():
+    assert centre_window(375, 1242, 2) == (93, 281, 310, 931)
+    assert centre_window(100, 200, 1) == (0, 100, 0, 200)
+    with pytest.raises(ValueError):
+        centre_window(10, 10, 0.5)
+
+
+def _const_predict(value):
+    def predict(x):
+        assert x.dim() == 4 and x.shape[1] == 3 and 0 <= float(x.min()) and float(x.max()) <= 1
+        return torch.full((x.shape[0], 1, x.shape[2], x.shape[3]), value)
+    return predict
+
+
+def _brightness_predict(x):  # disparity follows the image: lets us see which pixels were used
+    return x.mean(1, keepdim=True)
+
+
+def test_zoom_post_process_averages_inside_windows():
+    imgs = [np.full((60, 200, 3), 100, np.uint8)]
+    d = zoom_post_process(_const_predict(0.25), imgs, (100, 30), min_depth=0.1, max_depth=100)
+    expected = 0.01 + (10 - 0.01) * 0.25
+    np.testing.assert_allclose(d, expected, rtol=1e-5)
+    img = np.zeros((60, 200, 3), np.uint8)
+    img[15:45, 50:150] = 255  # exactly the 2x centre window
+    d = zoom_post_process(_brightness_predict, [img], (100, 30))
+    full = predict_disparities(_brightness_predict, [img], (100, 30))
+    t, b, l, r = centre_window(30, 100, 2)
+    assert d[0, 0, 0] == pytest.approx(full[0, 0, 0])  # outside every window: the full prediction
+    assert d[0, (t + b) // 2, (l + r) // 2] > full[0, (t + b) // 2, (l + r) // 2] - 1e-6
+
+
+def test_flip_post_process_in_predict():
+    imgs = [np.random.default_rng(1).integers(0, 255, (30, 100, 3), dtype=np.uint8) for _ in range(3)]
+    plain = predict_disparities(_brightness_predict, imgs, (100, 30))
+    flip = predict_disparities(_brightness_predict, imgs, (100, 30), post_process="flip", batch_size=2)
+    assert flip.shape == plain.shape == (3, 30, 100)
+    # a brightness "network" is flip-equivariant: post-processing changes nothing
+    np.testing.assert_allclose(flip, plain, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["zoom", "crop"])
+def test_scale_robustness_modes(mode):
+    rng = np.random.default_rng(2)
+    imgs = [rng.integers(0, 255, (60, 200, 3), dtype=np.uint8) for _ in range(2)]
+    gts = [np.where(rng.random((60, 200)) < 0.3, rng.uniform(1, 70, (60, 200)), 0).astype(np.float32)
+           for _ in range(2)]
+    res = scale_robustness(_brightness_predict, imgs, gts, (100, 30), 2.0, mode=mode, garg_crop=False)
+    wins = np.array([centre_window(60, 200, 2.0)] * 2)
+    if mode == "crop":
+        disp = predict_disparities(_brightness_predict, imgs, (100, 30))
+    else:
+        disp = predict_disparities(_brightness_predict, imgs, (100, 30), zoom=2.0)
+    ref = compute_depth_metrics(disp, gts, windows=wins, pred_in_window=(mode == "zoom"), garg_crop=False)
+    assert res == pytest.approx(ref)
+
+
+def test_ate_perfect_and_known_perturbation():
+    gt_xyz = np.array([[0, 0, k] for k in range(5)], float)
+    assert compute_ate(gt_xyz, gt_xyz) == 0.0
+    assert compute_ate(gt_xyz, 2.5 * gt_xyz) == pytest.approx(0.0, abs=1e-12)  # one scale per snippet
+    pred = gt_xyz.copy()
+    pred[4, 0] = 1.0  # last position off by 1 m sideways
+    s = 30.0 / 31.0  # least-squares scale sum(g.p)/sum(p.p)
+    expected = np.sqrt(30 * (s - 1) ** 2 + s ** 2) / 5  # hand-computed: = sqrt(930)/155
+    assert compute_ate(gt_xyz, pred) == pytest.approx(expected, rel=1e-12)
+    assert expected == pytest.approx(np.sqrt(930) / 155)
+
+
+def test_snippet_ates_on_real_odometry_poses(kitti_sample, tmp_path):
+    gt = load_odometry_poses(kitti_sample / "odometry_poses" / "09.txt")[:40]
+    local = gt_local_poses(gt)
+    assert len(local) == 39
+    ates = snippet_ates(local, gt)
+    assert len(ates) == 39 and np.max(ates) < 1e-9
+    pred = local.copy()
+    pred[:, :3, 3] *= 0.37  # a global scale: still perfect with per-snippet scale
+    assert np.max(snippet_ates(pred, gt)) < 1e-9
+    pred = local.copy()
+    pred[10, 0, 3] += 0.5
+    ates = snippet_ates(pred, gt)
+    assert np.all(ates[11:] < 1e-9) and np.all(ates[7:11] > 1e-3)  # snippets holding step 10 only
+    first = dump_xyz(pred[7:11])
+    assert ates[7] == pytest.approx(compute_ate(dump_xyz(local[7:11]), first))
+    with pytest.raises(ValueError, match="must match"):
+        snippet_ates(local[:-1], gt)
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+
+def _run(*args):
+    return subprocess.run([sys.executable, str(ROOT / "evaluate.py"), *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+
+
+def test_cli_depth_disparities_on_generated_gt(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 5
+    gts = [np.where(rng.random((120, 400)) < 0.05, rng.uniform(1, 90, (120, 400)), 0).astype(np.float32)
+           for _ in range(n)]
+    gt = SparseGT.from_dense(gts, entries=[f"d/x_sync {i} l" for i in range(n)])
+    save_sparse_gt(tmp_path / "gt.npz", gt)
+    (tmp_path / "split.txt").write_text("".join(f"d/x_sync {i} l\n" for i in range(n)))
+    disp = (rng.random((n, 32, 96)) * 0.3 + 0.01).astype(np.float32)
+    np.save(tmp_path / "disp.npy", disp)
+    r = _run("depth", "--disparities", tmp_path / "disp.npy", "--gt", tmp_path / "gt.npz", "--split",
+             tmp_path / "split.txt", "--json", tmp_path / "m.json", "--per-image", tmp_path / "p.csv")
+    assert r.returncode == 0, r.stderr
+    assert "abs_rel" in r.stdout and "Scaling ratios" in r.stdout
+    got = json.loads((tmp_path / "m.json").read_text())
+    ref = compute_depth_metrics(disp, gts)
+    assert set(got) == {"abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "n_images", "ratio_median",
+                        "ratio_std"}
+    for k, v in got.items():
+        assert v == pytest.approx(ref[k], rel=1e-12), k
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert len(lines) == n + 1 and lines[0].startswith("index,folder,frame,side,n_valid,ratio,abs_rel")
+    # count mismatch: a clear error, exit status 2
+    np.save(tmp_path / "short.npy", disp[:3])
+    r = _run("depth", "--disparities", tmp_path / "short.npy", "--gt", tmp_path / "gt.npz", "--split",
+             tmp_path / "split.txt")
+    assert r.returncode == 2 and "holds 3 disparity maps but split" in r.stderr
+    # GT made for another split
+    (tmp_path / "other.txt").write_text("".join(f"d/y_sync {i} l\n" for i in range(n)))
+    r = _run("depth", "--disparities", tmp_path / "disp.npy", "--gt", tmp_path / "gt.npz", "--split",
+             tmp_path / "other.txt")
+    assert r.returncode == 2 and "made for another split" in r.stderr
+
+
+def test_cli_export_gt_and_on_the_fly_gt(kitti_sample, tmp_path):
+    split = tmp_path / "split.txt"
+    split.write_text("".join(f"2011_09_26/2011_09_26_drive_0060_sync {i} l\n" for i in (0, 5)))
+    r = _run("export-gt", "--data-path", kitti_sample, "--split", split, "--out", tmp_path / "gt.npz",
+             "--no-progress")
+    assert r.returncode == 0, r.stderr
+    r = _run("export-gt", "--data-path", kitti_sample, "--split", split, "--out", tmp_path / "dense.npz",
+             "--format", "dense", "--exact-monodepth2", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    np.save(tmp_path / "disp.npy", np.full((2, 48, 160), 0.05, np.float32))
+    outs = []
+    for gt_args in (["--gt", tmp_path / "gt.npz"], ["--gt", tmp_path / "dense.npz"],
+                    ["--data-path", kitti_sample, "--no-progress"]):
+        r = _run("depth", "--disparities", tmp_path / "disp.npy", "--split", split, "--json",
+                 tmp_path / "m.json", *gt_args)
+        assert r.returncode == 0, r.stderr
+        outs.append(json.loads((tmp_path / "m.json").read_text()))
+    assert outs[0] == outs[2]
+    assert outs[0]["abs_rel"] == pytest.approx(outs[1]["abs_rel"], rel=1e-4)  # exact vs clean GT
+    assert outs[0]["n_images"] == 2
+
+
+def test_cli_pose_with_external_predictions(kitti_sample, tmp_path):
+    lines = (kitti_sample / "odometry_poses" / "10.txt").read_text().splitlines()[:30]
+    (tmp_path / "poses.txt").write_text("\n".join(lines) + "\n")
+    gt = load_odometry_poses(tmp_path / "poses.txt")
+    np.save(tmp_path / "pred.npy", gt_local_poses(gt))
+    r = _run("pose", "--pred-poses", tmp_path / "pred.npy", "--poses", tmp_path / "poses.txt",
+             "--sequence", "10", "--json", tmp_path / "a.json")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "a.json").read_text())
+    assert res["ate_mean"] < 1e-9 and res["n_snippets"] == 29
+
+
+@pytest.mark.slow
+def test_cli_depth_with_checkpoint(kitti_sample, tmp_path):
+    """An untrained network end to end: images -> prediction -> metrics (values are meaningless)."""
+    config = pytest.importorskip("depth.config")
+    checkpoint = pytest.importorskip("depth.checkpoint")
+    cfg = config.load_config(overrides=["data.height=64", "data.width=192"])
+    torch.manual_seed(0)
+    net = checkpoint.build_depth_net(cfg)
+    torch.save({"depth_net": net.state_dict(), "config": config.to_dict(cfg)}, tmp_path / "ck.pt")
+    split = tmp_path / "split.txt"
+    split.write_text("".join(f"2011_09_26/2011_09_26_drive_0060_sync {i} l\n" for i in (0, 5)))
+    results = {}
+    for name, extra in (("zoompp", ["--post-process", "zoom"]), ("zoom", ["--zoom", "2"]),
+                        ("crop", ["--crop", "2", "--post-process", "flip"])):
+        r = _run("depth", "--checkpoint", tmp_path / "ck.pt", "--data-path", kitti_sample, "--split", split,
+                 "--no-progress", "--json", tmp_path / f"{name}.json", *extra)
+        assert r.returncode == 0, r.stderr
+        results[name] = json.loads((tmp_path / f"{name}.json").read_text())
+        assert results[name]["n_images"] == 2 and np.isfinite(results[name]["abs_rel"])
+    assert results["zoom"] != results["crop"]
