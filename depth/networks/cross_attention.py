@@ -148,7 +148,8 @@ class DynamicCrossAttention(nn.Module):
             o = self.branches[f"b{k}"](*inputs[k], use_sdpa=self.use_sdpa)
             fused.append(upsample_to(o, size2) + x2)
         w = torch.softmax(self.weight_mlp(enc.mean(dim=(2, 3))), dim=1)  # B x 4
-        self.last_weights = w.detach()
+        if not torch.compiler.is_exporting():
+            self.last_weights = w.detach()
         y = w[:, 0, None, None, None] * x2
         for i, b_k in enumerate(fused, start=1):
             y = y + w[:, i, None, None, None] * b_k

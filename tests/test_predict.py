@@ -1,0 +1,130 @@
+"""python -m depth.predict on real KITTI frames, a synthetic video, bad inputs and an ONNX model."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from depth.checkpoint import build_depth_net
+from depth.config import Config, to_dict
+from depth.predict import main
+
+H, W = 64, 192
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    cfg = Config()
+    cfg.data.height, cfg.data.width = H, W
+    torch.manual_seed(0)
+    net = build_depth_net(cfg)
+    path = tmp_path_factory.mktemp("ckpt") / "baseline.pt"
+    torch.save({"depth_net": net.state_dict(), "pose_net": {}, "config": to_dict(cfg), "step": 0, "epoch": 0}, path)
+    return path
+
+
+def _outputs(folder):
+    return sorted(p.name for p in folder.iterdir() if p.suffix == ".png"), \
+        sorted(p.name for p in folder.iterdir() if p.suffix == ".npy")
+
+
+def test_predict_kitti_frames(checkpoint, kitti_sample, tmp_path):
+    folders = sorted(kitti_sample.glob("2011_09_26/*_sync/image_02/data"))
+    assert len(folders) >= 2
+    out = tmp_path / "out"
+    assert main(["--checkpoint", str(checkpoint), *map(str, folders), "--out", str(out), "--quiet"]) == 0
+    # both folders are named "data": the second gets a suffix instead of overwriting the first
+    for folder, target in zip(folders, ["data", "data_1"]):
+        frames = sorted(folder.glob("*.png"))
+        pngs, npys = _outputs(out / target)
+        assert pngs == [f"{f.stem}_disp.png" for f in frames]
+        assert npys == [f"{f.stem}_depth.npy" for f in frames]
+        for f in frames:
+            h, w = cv2.imread(str(f)).shape[:2]
+            depth = np.load(out / target / f"{f.stem}_depth.npy")
+            assert depth.shape == (h, w) and depth.dtype == np.float32
+            assert np.all(depth >= 0.1 - 1e-5) and np.all(depth <= 100 + 1e-3)
+            assert cv2.imread(str(out / target / f"{f.stem}_disp.png")).shape == (2 * h, w, 3)
+
+
+def test_predict_scale(checkpoint, kitti_sample, tmp_path):
+    frame = sorted(kitti_sample.glob("2011_09_26/*_sync/image_02/data/*.png"))[0]
+    assert main(["--checkpoint", str(checkpoint), str(frame), "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    assert main(["--checkpoint", str(checkpoint), str(frame), "--out", str(tmp_path / "b"), "--quiet",
+                 "--scale", "5.4"]) == 0
+    a = np.load(tmp_path / "a" / f"{frame.stem}_depth.npy")
+    b = np.load(tmp_path / "b" / f"{frame.stem}_depth.npy")
+    np.testing.assert_allclose(b, 5.4 * a, rtol=1e-5)
+
+
+def _write_video(path, n, size=(160, 96)):
+    fourcc = "MJPG" if path.suffix == ".avi" else "mp4v"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, size)
+    assert writer.isOpened(), f"OpenCV cannot write {fourcc} here"
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        frame = np.full((size[1], size[0], 3), 40 * i, np.uint8)
+        frame[:, : size[0] // 2] = rng.integers(0, 255, (size[1], size[0] // 2, 3), dtype=np.uint8)
+        writer.write(frame)
+    writer.release()
+
+
+@pytest.mark.parametrize("ext", [".avi", ".mp4"])
+def test_predict_video(checkpoint, tmp_path, ext):
+    video = tmp_path / f"clip{ext}"
+    _write_video(video, 4)
+    out = tmp_path / "out"
+    assert main(["--checkpoint", str(checkpoint), str(video), "--out", str(out), "--quiet"]) == 0
+    pngs, npys = _outputs(out / "clip")
+    assert pngs == [f"{i:06d}_disp.png" for i in range(4)]
+    assert npys == [f"{i:06d}_depth.npy" for i in range(4)]
+    assert np.load(out / "clip" / "000003_depth.npy").shape == (96, 160)
+
+
+def test_bad_inputs_are_named_and_skipped(checkpoint, tmp_path, capsys):
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), np.random.default_rng(0).integers(0, 255, (50, 120, 3), dtype=np.uint8))
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"not a png at all")
+    bad_video = tmp_path / "broken.mp4"
+    bad_video.write_bytes(b"\x00" * 100)
+    missing = tmp_path / "missing.jpg"
+    out = tmp_path / "out"
+    rc = main(["--checkpoint", str(checkpoint), str(missing), str(corrupt), str(bad_video), str(good),
+               "--out", str(out), "--quiet"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    for name in ("missing.jpg", "corrupt.png", "broken.mp4"):
+        assert name in err
+    assert _outputs(out) == (["good_disp.png"], ["good_depth.npy"])
+    assert np.load(out / "good_depth.npy").shape == (50, 120)
+
+
+def test_predict_with_onnx(tmp_path):
+    """The ONNX path reads size and output kind from the metadata (a tiny hand-built graph)."""
+    h, w = 32, 96
+    nodes = [helper.make_node("ReduceMean", ["image", "axes"], ["m"], keepdims=1),
+             helper.make_node("Mul", ["m", "k"], ["mk"]),
+             helper.make_node("Add", ["mk", "one"], ["depth"])]  # depth = 1 + 10 * mean(rgb)
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, h, w])],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, ["N", 1, h, w])],
+        initializer=[helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+                     helper.make_tensor("k", TensorProto.FLOAT, [], [10.0]),
+                     helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    helper.set_model_props(model, {"output_kind": "depth", "height": str(h), "width": str(w),
+                                   "min_depth": "0.1", "max_depth": "100.0"})
+    onnx.save(model, str(tmp_path / "tiny.onnx"))
+    img = tmp_path / "grey.png"
+    cv2.imwrite(str(img), np.full((40, 130, 3), 51, np.uint8))  # mean 0.2 -> depth 3
+    out = tmp_path / "out"
+    assert main(["--onnx", str(tmp_path / "tiny.onnx"), str(img), "--out", str(out), "--quiet"]) == 0
+    depth = np.load(out / "grey_depth.npy")
+    assert depth.shape == (40, 130)
+    np.testing.assert_allclose(depth, 3.0, rtol=1e-4)
+    assert main(["--onnx", str(tmp_path / "tiny.onnx"), str(img), "--out", str(out), "--quiet",
+                 "--height", "64"]) == 2
