@@ -149,10 +149,28 @@ def cmd_export_gt(args) -> int:
     return 0
 
 
+def _stereo_factor(args) -> float:
+    """Fixed scale for --stereo: from the checkpoint's training baseline (metric / training units),
+    or Monodepth2's 5.4 for external --disparities (or --stereo-scale)."""
+    if args.stereo_scale is not None:
+        return float(args.stereo_scale)
+    if args.checkpoint:
+        from depth.checkpoint import load_checkpoint
+        from depth.scale import stereo_scale
+
+        factor = stereo_scale(load_checkpoint(args.checkpoint)["config"])
+        if factor is None:
+            raise EvalError(f"--stereo: {args.checkpoint} was trained without stereo (data.stereo=false)")
+        return factor
+    return 5.4
+
+
 def _metric_kwargs(args, mode: str) -> dict:
     bench = mode == "benchmark"
+    if args.stereo and not hasattr(args, "_stereo_factor"):
+        args._stereo_factor = _stereo_factor(args)
     return dict(median_scaling=not (args.stereo or args.no_median_scaling),
-                fixed_scale=5.4 if args.stereo else None, min_depth=args.min_depth,
+                fixed_scale=args._stereo_factor if args.stereo else None, min_depth=args.min_depth,
                 max_depth=args.max_depth, garg_crop=not bench, gt_range_mask=not bench)
 
 
@@ -207,7 +225,7 @@ def cmd_depth(args) -> int:
     if args.crop:
         title += f", crop x{args.crop}"
     if args.stereo:
-        title += ", stereo scale 5.4"
+        title += f", stereo scale {args._stereo_factor:g}"
     print(f"-> {title}, post-process {args.post_process}")
     print(format_metrics_table(m))
     if args.json:
@@ -334,7 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-path", help="KITTI raw root (images; GT when --gt is not given)")
     d.add_argument("--gt", help="GT file from export-gt (sparse) or Monodepth2's gt_depths.npz")
     d.add_argument("--post-process", choices=["none", "flip", "zoom"], default="none")
-    d.add_argument("--stereo", action="store_true", help="fixed scale 5.4, no median scaling")
+    d.add_argument("--stereo", action="store_true",
+                   help="fixed scale, no median scaling: the checkpoint's stereo_baseline_metric / stereo_baseline "
+                        "(1 for metric-baseline training), 5.4 for external --disparities (Monodepth2)")
+    d.add_argument("--stereo-scale", type=float, default=None, help="override the --stereo factor")
     d.add_argument("--no-median-scaling", action="store_true", help="score depths as predicted")
     d.add_argument("--zoom", type=float, default=None, metavar="Z",
                    help="predict on the centre 1/Z crop and score it on the same GT crop")

@@ -2,14 +2,19 @@
 
     python train.py --config configs/synthetic.yaml [key=value ...]
     python train.py --resume RUN_DIR [key=value ...]
+    torchrun --nproc_per_node=N train.py --config ... [key=value ...]   # N processes, one DDP run
 
 Without --config the KITTI baseline (configs/baseline_kitti_640x192.yaml) is trained at data.root.
 Every config key can be overridden on the command line with its dotted name (train.max_steps=100).
+Under torchrun, train.batch_size is the global batch (split evenly over the processes); the gloo
+backend is used on CPU and NCCL on CUDA (one GPU per process, LOCAL_RANK). Exit codes: 0 done,
+2 bad config or data, 3 non-finite loss (the last good checkpoint is kept).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +29,31 @@ def parse_args(argv=None):
                    help="run directory (or checkpoint file) to continue from; its saved config is used")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.batch_size=8")
     return p.parse_args(argv)
+
+
+def init_distributed(device: str) -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)``; initialises torch.distributed when run under torchrun
+    (``WORLD_SIZE`` > 1): NCCL on CUDA, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    import torch
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size(), local
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def main(argv=None) -> int:
@@ -42,29 +72,70 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, RuntimeError) as e:
+        print(f"resume error: {e}", file=sys.stderr)
+        return 2
 
-    from data.datasets import DatasetNotFound, build_training_data
-
+    rank, world, _ = init_distributed(cfg.train.device)
+    if cfg.train.batch_size % world:
+        print(f"config error: train.batch_size: the global batch ({cfg.train.batch_size}) must be divisible "
+              f"by the number of processes ({world})", file=sys.stderr)
+        return 2
     try:
-        train_set, val_images, val_gt = build_training_data(cfg.data, cfg.augment, cfg.train.seed)
+        return _train(cfg, ckpt, rank, world)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def _train(cfg, ckpt, rank: int, world: int) -> int:
+    from data.datasets import DatasetNotFound, build_training_data
+    from data.kitti import BadSampleError
+
+    # rank 0 first: it generates synthetic data / builds the image cache once, the others then read
+    if rank != 0:
+        _barrier(world)
+    try:
+        train_set, val_images, val_gt = build_training_data(cfg.data, cfg.augment, cfg.train.seed,
+                                                            progress=rank == 0 and cfg.train.progress)
     except DatasetNotFound as e:
         print(str(e), file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, KeyError, BadSampleError) as e:
         print(f"data error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if rank == 0:
+            _barrier(world)
 
-    from depth.trainer import Trainer, ValidationData
+    from depth.trainer import NonFiniteLossError, Trainer, ValidationData
 
     val = ValidationData(val_images, val_gt) if val_images is not None else None
     trainer = Trainer(cfg, train_set, val)
     if ckpt is not None:
         trainer.load_state(ckpt)
-    print(f"training {len(train_set)} samples, {trainer.total_steps()} steps, batch {cfg.train.batch_size}, "
-          f"{cfg.data.width}x{cfg.data.height}, recipe={cfg.loss.recipe}, dca={cfg.model.dca}, "
-          f"zoom_prob={cfg.augment.zoom_prob}, device={trainer.device}; run dir {cfg.output.dir}")
-    result = trainer.fit()
-    print(json.dumps(result, indent=2))
+    if rank == 0:
+        amp = str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype is not None else "off"
+        print(f"training {len(train_set)} samples, {trainer.total_steps()} steps, global batch "
+              f"{cfg.train.batch_size} = {world} process(es) x {trainer.batch_per_rank}, "
+              f"{cfg.data.width}x{cfg.data.height}, recipe={cfg.loss.recipe}, dca={cfg.model.dca}, "
+              f"zoom_prob={cfg.augment.zoom_prob}, device={trainer.device}, amp={amp}, "
+              f"channels_last={trainer.channels_last}; run dir {cfg.output.dir}"
+              + (f"; resumed at step {trainer.step_count} (epoch {trainer.epoch}, batch "
+                 f"{trainer.batch_in_epoch})" if ckpt is not None else ""), flush=True)
+    try:
+        result = trainer.fit()
+    except NonFiniteLossError as e:
+        print(f"training stopped: {e}", file=sys.stderr)
+        return 3
+    except BadSampleError as e:
+        print(f"data error: {e}", file=sys.stderr)
+        return 2
+    if rank == 0:
+        print(json.dumps(result, indent=2))
     return 0
 
 

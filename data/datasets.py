@@ -5,6 +5,7 @@ and ground truth, never models.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -66,25 +67,42 @@ def _validation_split(split: str) -> Path | None:
         return None
 
 
-def build_training_data(data_cfg, augment_cfg, seed: int = 0):
-    """``(train_set, val_images, val_gt)``; val parts are None when no GT is available."""
+def build_training_data(data_cfg, augment_cfg, seed: int = 0, progress: bool = False, cache_workers: int = 0):
+    """``(train_set, val_images, val_gt)``; val parts are None when no GT is available.
+
+    Before returning, the split is checked (target frames always, every frame with ``data.check``;
+    the calibration of every date with ``data.intrinsics=calib``) and, with ``data.cache_dir``,
+    the pre-resized image cache is built (once; later runs reuse it)."""
+    if getattr(data_cfg, "dataset", "kitti") == "video":
+        from data.video import build_video_data
+
+        train_set, _ = build_video_data(data_cfg, augment_cfg, seed)  # own videos: no GT to validate on
+        return train_set, None, None
     root = Path(data_cfg.root)
     if data_cfg.synthetic.generate:
         from data.synthetic import ensure_synthetic
 
         s = data_cfg.synthetic
-        ensure_synthetic(root, seed=s.seed, drives=s.drives, frames=s.frames, test_drives=s.test_drives)
+        ensure_synthetic(root, seed=s.seed, drives=s.drives, frames=s.frames, test_drives=s.test_drives,
+                         verbose=True)
     if not root.is_dir():
         raise DatasetNotFound(KITTI_HELP.format(root=str(root)))
     entries = read_split_file(split_file(data_cfg.split, "train"))
     train_set = KittiRawDataset(
         root, entries, data_cfg.height, data_cfg.width, data_cfg.frame_ids, is_train=True,
         img_ext=data_cfg.img_ext, intrinsics=data_cfg.intrinsics, stereo=data_cfg.stereo,
+        stereo_baseline=data_cfg.stereo_baseline,
         color_jitter_prob=augment_cfg.color_jitter_prob, brightness=augment_cfg.brightness,
         contrast=augment_cfg.contrast, saturation=augment_cfg.saturation, hue=augment_cfg.hue,
         flip_prob=augment_cfg.flip_prob, seed=seed,
-        cache_images=data_cfg.cache_images)
+        cache_images=data_cfg.cache_images, cache_dir=data_cfg.cache_dir or None)
     check_files(train_set, full=data_cfg.check)
+    if train_set.disk_cache is not None:
+        paths = [p for i in range(len(train_set)) for p in train_set.paths(i)]
+        report = train_set.disk_cache.build(paths, workers=cache_workers, progress=progress)
+        if report["unreadable"]:
+            print(f"image cache: {len(report['unreadable'])} files could not be decoded and were not cached, "
+                  f"e.g. {report['unreadable'][:5]}", file=sys.stderr)
     val_images = val_gt = None
     test_list = _validation_split(data_cfg.split) if data_cfg.val_gt != "none" else None
     if test_list is not None:
@@ -107,9 +125,22 @@ def images_exist(images: KittiImageSet):
 
 def check_files(train_set: KittiRawDataset, full: bool = False) -> None:
     """Every target frame (with ``full``: every frame a sample reads) must exist; the error says
-    how many are missing and lists the first five."""
-    missing = [str(p) for i in range(len(train_set))
-               for p in (train_set.paths(i) if full else train_set.paths(i)[:1]) if not p.is_file()]
+    how many are missing and lists the first five. With calibrated intrinsics, the calibration of
+    every (date, camera) the split uses is read too, so a missing file or key (``P_rect_02``,
+    ``S_rect_02``, ...) stops the run here, naming the file and the key, not mid-epoch."""
+    missing = list(dict.fromkeys(
+        str(p) for i in range(len(train_set))
+        for p in (train_set.paths(i) if full else train_set.paths(i)[:1]) if not p.is_file()))
     if missing:
         raise FileNotFoundError(f"{len(missing)} files of the training split are missing under "
-                                f"{train_set.root}; first five:\n  " + "\n  ".join(missing[:5]))
+                                f"{train_set.root}; first five:\n  " + "\n  ".join(missing[:5])
+                                + ("" if full else "\n(only target frames were checked; data.check=true "
+                                                   "checks every frame of every sample)"))
+    if getattr(train_set, "intrinsics", None) == "calib":
+        sides = {}
+        for e in train_set.entries:
+            sides.setdefault((e.date, e.side), e)
+            if train_set.stereo:
+                sides.setdefault((e.date, "r" if e.side == "l" else "l"), e)
+        for (_, side), e in sides.items():
+            train_set._calib(e, side)

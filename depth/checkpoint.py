@@ -83,9 +83,25 @@ def library_versions() -> dict:
     return out
 
 
+def _clean_stale_temps(checkpoint_dir: Path) -> None:
+    """Remove temp files left by a writer that was killed mid-write (never a finished checkpoint)."""
+    for p in checkpoint_dir.glob(".*.tmp"):
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
 def save_checkpoint(state: dict, checkpoint_dir: str | Path, step: int, keep: int = 2) -> Path:
-    """Write ``step_XXXXXXXX.pt`` and ``last.pt`` atomically; keep the newest ``keep`` step files."""
+    """Write ``step_XXXXXXXX.pt`` and ``last.pt`` atomically; keep the newest ``keep`` step files.
+
+    Order: the step file (temp + fsync + rename), then ``last.pt`` (a hard link renamed over the
+    old one), then retention. A kill at any point leaves ``last.pt`` a complete checkpoint (the new
+    or the previous one), and :func:`load_checkpoint` of the run folder picks the newest complete one.
+    """
     checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    _clean_stale_temps(checkpoint_dir)
     path = checkpoint_dir / f"step_{step:08d}.pt"
     atomic_torch_save(state, path)
     # last.pt: a hard link to the same bytes (atomic rename of a fresh link), else a second copy
@@ -94,21 +110,21 @@ def save_checkpoint(state: dict, checkpoint_dir: str | Path, step: int, keep: in
         tmp.unlink(missing_ok=True)
         os.link(path, tmp)
         os.replace(tmp, checkpoint_dir / "last.pt")
+        _fsync_dir(checkpoint_dir)
     except OSError:
         tmp.unlink(missing_ok=True)
         atomic_torch_save(state, checkpoint_dir / "last.pt")
-    steps = sorted(p for p in checkpoint_dir.glob("step_*.pt") if re.fullmatch(r"step_\d{8}\.pt", p.name))
-    for old in steps[:-keep]:
+    for old in _step_files(checkpoint_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.pt" if (path / "checkpoints").is_dir() else path / "last.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+def _step_files(checkpoint_dir: Path) -> list[Path]:
+    """``step_XXXXXXXX.pt`` files, oldest first (numeric order)."""
+    return sorted(p for p in checkpoint_dir.glob("step_*.pt") if re.fullmatch(r"step_\d{8}\.pt", p.name))
+
+
+def _read(path: Path, map_location) -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e:
@@ -116,6 +132,41 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not isinstance(ckpt, dict) or "depth_net" not in ckpt or "config" not in ckpt:
         raise RuntimeError(f"checkpoint {path} lacks 'depth_net'/'config': not written by this project?")
     return ckpt
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """A checkpoint file, or the newest complete checkpoint of a run folder (``RUN`` or
+    ``RUN/checkpoints``): ``last.pt``, unless a newer ``step_*.pt`` exists (a run killed between
+    writing the step file and relinking ``last.pt``) or ``last.pt`` is unreadable, in which case the
+    newest readable step file is used."""
+    path = Path(path)
+    if not path.is_dir():
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        return _read(path, map_location)
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    last = folder / "last.pt"
+    steps = _step_files(folder)
+    if not last.is_file() and not steps:
+        raise FileNotFoundError(f"checkpoint not found: {last}")
+    errors = []
+    ckpt, last_step = None, -1
+    if last.is_file():
+        try:
+            ckpt = _read(last, map_location)
+            last_step = int(ckpt.get("step", -1))
+        except RuntimeError as e:
+            errors.append(str(e))
+    for p in reversed(steps):
+        if ckpt is not None and int(p.name[5:13]) <= last_step:
+            return ckpt
+        try:
+            return _read(p, map_location)
+        except RuntimeError as e:
+            errors.append(str(e))
+    if ckpt is not None:
+        return ckpt
+    raise RuntimeError(f"no readable checkpoint in {folder}:\n  " + "\n  ".join(errors))
 
 
 def build_depth_net(cfg):

@@ -28,20 +28,33 @@ class SyntheticConfig:
     generate: bool = False  # generate the synthetic KITTI-format dataset into data.root when missing
     seed: int = 0
     drives: int = 4  # the last `test_drives` are test-only
-    frames: int = 100  # frames per drive
+    frames: int = 80  # frames per drive
     test_drives: int = 1
 
 
 @dataclass
 class DataConfig:
-    root: str = "kitti_data"  # KITTI raw root (<root>/<date>/<date>_drive_XXXX_sync/...)
+    dataset: str = "kitti"  # kitti (KITTI raw layout) | video (folders of frames / video files, data/video.py)
+    root: str = "kitti_data"  # KITTI raw root (<root>/<date>/<date>_drive_XXXX_sync/...) or the video folder
     split: str = "eigen_zhou"  # built-in split name, or a folder with train_files.txt / val_files.txt
     height: int = 192
     width: int = 640
     frame_ids: list[int] = field(default_factory=lambda: [0, -1, 1])
     img_ext: str = "auto"  # png | jpg | auto (whichever exists)
     intrinsics: str = "calib"  # calib: P_rect_02/03 of the date, rescaled | monodepth2: fixed normalised K
+    # (video: calib/auto = per-sequence intrinsics.txt or data.fx..cy | a calib/intrinsics file path | monodepth2)
+    fx: float = 0.0  # video: intrinsics in pixels of the original frames (0 = not given)
+    fy: float = 0.0
+    cx: float = 0.0
+    cy: float = 0.0
+    allow_default_intrinsics: bool = False  # video: fall back to Monodepth2's KITTI-like K when none is given
+    frame_stride: int = 1  # video: keep every N-th frame (subsample high-fps video)
+    static_threshold: float = 0.0  # video: drop triplets whose mean |frame difference| (0..1) is below this
+    val_fraction: float = 0.1  # video: fraction of the sequences held out for validation
+    # frames [0, -1, 1, 's'] = frame_ids [0, -1, 1] + stereo=true (MS); frame_ids [0] + stereo=true = S
     stereo: bool = False  # add the other camera as a source (Monodepth2's S / MS modes)
+    stereo_baseline: float = 0.54  # stereo translation used by the loss (training units); 0.1 = Monodepth2
+    stereo_baseline_metric: float = 0.54  # the rig's real baseline in metres (KITTI 0.54); eval scale = metric / baseline
     val_gt: str = "auto"  # ground truth for validation: auto | benchmark (dense PNG) | velodyne | none
     val_max_images: int = 200  # validate on at most this many test frames
     cache_dir: str = ""  # optional on-disk cache of pre-resized training images
@@ -142,6 +155,18 @@ def _valid_keys(node: Any, prefix: str = "") -> list[str]:
     return keys
 
 
+def _field_type(dotted: str):
+    node: Any = Config
+    for part in dotted.split("."):
+        fields = {f.name: f for f in dataclasses.fields(node)}
+        f = fields[part]
+        node = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if not dataclasses.is_dataclass(node):
+            return f.type if not isinstance(f.type, str) else {"str": str, "int": int, "float": float,
+                                                                 "bool": bool}.get(f.type)
+    return None
+
+
 def _read_yaml(path: Path, seen: tuple = ()) -> list[dict]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -188,8 +213,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         key = item.split("=", 1)[0]
         if key not in _valid_keys(Config()):
             raise ConfigError(f"unknown config key {key!r}. Valid keys:\n  " + "\n  ".join(_valid_keys(Config())))
-        cfg = _merge(cfg, OmegaConf.from_dotlist([item]), "command line")
+        value = item.split("=", 1)[1]
+        if _field_type(key) is str:
+            # keep strings literal: YAML would read off/no/on/yes as booleans, 1e-3 as a float
+            layer = OmegaConf.create({})
+            OmegaConf.update(layer, key, value, force_add=True)
+        else:
+            layer = OmegaConf.from_dotlist([item])
+        cfg = _merge(cfg, layer, "command line")
     config: Config = OmegaConf.to_object(cfg)
+    if config.train.amp in ("False", "false"):  # `amp: off` in a YAML file reads as a boolean
+        config.train.amp = "off"
     validate(config)
     return config
 
@@ -224,10 +258,19 @@ def _check(cond: bool, key: str, msg: str) -> None:
 def validate(cfg: Config) -> None:
     """Range checks that would otherwise fail late (after data loading or mid-training)."""
     d, m, t, o, a, l = cfg.data, cfg.model, cfg.train, cfg.optim, cfg.augment, cfg.loss
-    _check(d.height > 0 and d.height % 32 == 0, "data.height", f"must be a positive multiple of 32, got {d.height}")
-    _check(d.width > 0 and d.width % 32 == 0, "data.width", f"must be a positive multiple of 32, got {d.width}")
+    _check(d.height >= 64 and d.height % 32 == 0, "data.height", f"must be a multiple of 32 and >= 64, got {d.height}")
+    _check(d.width >= 64 and d.width % 32 == 0, "data.width", f"must be a multiple of 32 and >= 64, got {d.width}")
     _check(d.frame_ids[:1] == [0], "data.frame_ids", f"must start with 0 (the target), got {d.frame_ids}")
-    _check(d.intrinsics in ("calib", "monodepth2"), "data.intrinsics", f"calib | monodepth2, got {d.intrinsics!r}")
+    _check(d.dataset in ("kitti", "video"), "data.dataset", f"kitti | video, got {d.dataset!r}")
+    if d.dataset == "kitti":
+        _check(d.intrinsics in ("calib", "monodepth2"), "data.intrinsics", f"calib | monodepth2, got {d.intrinsics!r}")
+    _check(d.frame_stride >= 1, "data.frame_stride", f"must be >= 1, got {d.frame_stride}")
+    _check(d.static_threshold >= 0, "data.static_threshold", f"must be >= 0, got {d.static_threshold}")
+    _check(0 <= d.val_fraction < 1, "data.val_fraction", f"must be in [0, 1), got {d.val_fraction}")
+    _check(d.stereo_baseline > 0, "data.stereo_baseline", f"must be > 0, got {d.stereo_baseline}")
+    _check(d.stereo_baseline_metric > 0, "data.stereo_baseline_metric", f"must be > 0, got {d.stereo_baseline_metric}")
+    _check(not (d.stereo and d.dataset == "video"), "data.stereo",
+           "stereo training needs a rectified pair (data.dataset=kitti); video folders are monocular")
     _check(d.img_ext in ("auto", "png", "jpg"), "data.img_ext", f"auto | png | jpg, got {d.img_ext!r}")
     _check(d.on_bad_sample in ("error", "skip"), "data.on_bad_sample", f"error | skip, got {d.on_bad_sample!r}")
     _check(d.val_gt in ("auto", "benchmark", "velodyne", "none"), "data.val_gt",

@@ -63,6 +63,9 @@ class TorchDepthRunner:
         self.width = int(width or cfg["data"]["width"])
         self.min_depth = float(cfg["model"]["min_depth"])
         self.max_depth = float(cfg["model"]["max_depth"])
+        from depth.scale import stereo_scale
+
+        self.stereo_scale = stereo_scale(cfg)  # None for monocular models
         self.description = f"PyTorch checkpoint {checkpoint} on {self.device}"
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -188,7 +191,7 @@ def side_by_side(rgb: np.ndarray, disp: np.ndarray) -> np.ndarray:
     """Input (top) and magma disparity (bottom) of the same size: ``(2H, W, 3)`` uint8 RGB."""
     import torch
 
-    from depth.trainer import colorize_disparity
+    from depth.visualize import colorize_disparity
 
     colour = colorize_disparity(torch.from_numpy(np.ascontiguousarray(disp[None], dtype=np.float32)))
     return np.concatenate([rgb, colour.transpose(1, 2, 0)], axis=0)
@@ -210,6 +213,33 @@ def predict_frame(runner, rgb: np.ndarray, scale: float | None = None) -> tuple[
     disp = np.clip(disp, 1.0 / runner.max_depth, 1.0 / runner.min_depth)  # bilinear keeps the range
     depth = (1.0 if scale is None else float(scale)) / disp
     return disp, depth.astype(np.float32)
+
+
+def _input_intrinsics(args) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """K (pixels of the input images) for --camera-height, and the size it refers to if stated."""
+    if args.intrinsics:
+        from data.video import read_intrinsics_file
+
+        return read_intrinsics_file(args.intrinsics)
+    vals = [args.fx, args.fy, args.cx, args.cy]
+    if any(v is None for v in vals):
+        raise ValueError("--camera-height needs the camera intrinsics: --intrinsics FILE or all of "
+                         "--fx --fy --cx --cy (pixels of the input images)")
+    fx, fy, cx, cy = vals
+    return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64), None
+
+
+def ground_scale(depth: np.ndarray, K_size: tuple[np.ndarray, tuple[int, int] | None], shape,
+                 camera_height: float) -> float:
+    """Factor putting the ground plane of ``depth`` (at the input's size) ``camera_height`` below."""
+    from depth.scale import camera_height_scale
+
+    K, size = K_size
+    K = np.asarray(K, dtype=np.float64).copy()
+    if size is not None and tuple(size) != (shape[1], shape[0]):
+        K[0] *= shape[1] / size[0]
+        K[1] *= shape[0] / size[1]
+    return camera_height_scale(depth, K, camera_height)[0]
 
 
 def _write_outputs(prefix: Path, rgb: np.ndarray, disp: np.ndarray, depth: np.ndarray) -> None:
@@ -238,6 +268,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="depth.npy = SCALE / disparity (e.g. a known metric factor). Without it the .npy holds "
                         "the raw network depth 1/disparity: relative for monocular models (unknown scale, "
                         "no median scaling)")
+    p.add_argument("--camera-height", type=float, default=None,
+                   help="metric scale per frame from a flat ground: fit a plane to the lower image band of "
+                        "the predicted depth and scale so it lies CAMERA_HEIGHT metres below the camera "
+                        "(needs the intrinsics: --intrinsics or --fx/--fy/--cx/--cy, in pixels of the input)")
+    p.add_argument("--intrinsics", default=None,
+                   help="intrinsics file (fx fy cx cy | 3x3 K | KITTI calib) in pixels of the input images")
+    for k in ("fx", "fy", "cx", "cy"):
+        p.add_argument(f"--{k}", type=float, default=None)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA when available (onnxruntime: when it has the CUDA provider)")
     p.add_argument("--height", type=int, default=None, help="network input height (checkpoint only; default: training size)")
@@ -262,6 +300,17 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.camera_height is not None:
+        if args.scale is not None:
+            print("error: give --scale or --camera-height, not both", file=sys.stderr)
+            return 2
+        try:
+            K_input = _input_intrinsics(args)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    elif args.scale is None and getattr(runner, "stereo_scale", None):
+        args.scale = runner.stereo_scale  # stereo-trained: the baseline fixes the metric scale
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs, errors = collect_jobs(args.inputs, out_dir)
@@ -269,6 +318,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
     depth_note = f"scale x {args.scale:g} / disparity" if args.scale is not None else \
         "raw network depth 1/disparity (relative, unknown scale)"
+    if args.camera_height is not None:
+        depth_note = f"metric depth, scaled per frame so the ground lies {args.camera_height:g} m below the camera"
+
+    def predict(rgb):
+        if args.camera_height is None:
+            return predict_frame(runner, rgb, args.scale)
+        disp, depth = predict_frame(runner, rgb, None)
+        return disp, (depth * ground_scale(depth, K_input, rgb.shape, args.camera_height)).astype(np.float32)
     print(f"{runner.description}; input {runner.width}x{runner.height}; .npy = {depth_note}", file=sys.stderr)
 
     from data.kitti import BadSampleError, read_image
@@ -281,14 +338,14 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 if job.kind == "image":
                     rgb = read_image(job.path)
-                    disp, depth = predict_frame(runner, rgb, args.scale)
+                    disp, depth = predict(rgb)
                     _write_outputs(job.prefix, rgb, disp, depth)
                     written += 1
                     bar.update(1)
                 else:
                     n = 0
                     for n, rgb in enumerate(_read_video(job.path), start=1):
-                        disp, depth = predict_frame(runner, rgb, args.scale)
+                        disp, depth = predict(rgb)
                         _write_outputs(job.prefix / f"{n - 1:06d}", rgb, disp, depth)
                         written += 1
                         if n <= job.frames:

@@ -3,18 +3,35 @@
 The trainer receives datasets (it never reads files itself) and a resolved :class:`Config`.
 A batch flows once, one way: frames -> (zoom imitation) -> depth net on the jittered target,
 pose net on jittered un-zoomed pairs -> reprojection loss on un-jittered frames -> optimiser.
+
+Multi-process training (``torchrun``): when ``torch.distributed`` is initialised with a world size
+above one, both networks are wrapped together in one ``DistributedDataParallel`` (one forward, one
+backward, gradients averaged over ranks). ``train.batch_size`` is the **global** batch; each rank
+loads ``batch_size / world_size`` samples of its shard of the epoch. Only rank 0 logs, validates,
+shows progress and writes checkpoints.
+
+Mixed precision (CUDA only): the networks run under ``torch.autocast`` (bf16 where supported,
+else fp16 with a ``GradScaler``); the loss (SSIM, exp, log, warping) always runs in fp32.
+
+Exact resume: the randomness of step ``s`` on rank ``r`` is a function of ``(seed, s, r)``
+(per-step seeding), a sample's augmentation of ``(seed, epoch, index)``, the epoch order of
+``(seed, epoch)``, and the learning rate of ``(step, epoch)``; a checkpoint stores those positions
+with the model, optimiser and scaler states, so a resumed run repeats the uninterrupted one.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -23,9 +40,11 @@ from depth.checkpoint import (atomic_write_text, build_depth_net, build_pose_net
 from depth.config import Config, to_dict
 from depth.geometry import disp_to_depth, pose_vector_to_matrix
 from depth.losses import LossTerms, self_supervised_loss
-from depth.sampling import ResumableSampler
+from depth.visualize import colorize_disparity
+from depth.sampling import EpochIndexed, ResumableSampler
 
-__all__ = ["Trainer", "ValidationData", "colorize_disparity", "NonFiniteLossError"]
+__all__ = ["Trainer", "ValidationData", "NonFiniteLossError", "collate",
+           "TrainNets", "resolve_amp"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -40,22 +59,19 @@ class ValidationData:
     gt_depths: list  # list of (H_i, W_i) float32 arrays, or a sparse GT object of depth.metrics
 
 
-def colorize_disparity(disp: Tensor) -> np.ndarray:
-    """``(1, H, W)`` disparity -> ``(3, H, W)`` uint8 magma image, normalised by its 95th percentile."""
-    import cv2
-
-    d = disp.detach().float().cpu().numpy()[0]
-    vmax = np.percentile(d, 95) + 1e-8
-    d8 = np.clip(d / vmax * 255, 0, 255).astype(np.uint8)
-    return cv2.cvtColor(cv2.applyColorMap(d8, cv2.COLORMAP_MAGMA), cv2.COLOR_BGR2RGB).transpose(2, 0, 1)
-
-
-def collate(samples: list[dict | None]) -> dict | None:
-    samples = [s for s in samples if s is not None]
+def collate(samples: list) -> dict | None:
+    """Stack samples into a batch. ``None`` samples and ``{"bad_sample": msg}`` markers (see
+    :class:`depth.sampling.EpochIndexed`) are dropped; the markers' messages are listed under
+    ``"bad_samples"``. Returns None for an empty list."""
+    bad = [s["bad_sample"] for s in samples if isinstance(s, dict) and "bad_sample" in s]
+    samples = [s for s in samples if s is not None and not (isinstance(s, dict) and "bad_sample" in s)]
     if not samples:
-        return None
-    return {k: torch.stack([s[k] for s in samples]) if isinstance(samples[0][k], Tensor)
-            else torch.tensor([s[k] for s in samples]) for k in samples[0]}
+        return {"bad_samples": bad} if bad else None
+    batch = {k: torch.stack([s[k] for s in samples]) if isinstance(samples[0][k], Tensor)
+             else torch.tensor([s[k] for s in samples]) for k in samples[0]}
+    if bad:
+        batch["bad_samples"] = bad
+    return batch
 
 
 def seed_everything(seed: int) -> None:
@@ -64,34 +80,121 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    """The torch seed of optimiser step ``step`` on rank ``rank`` (dropout, auto-mask noise)."""
+    return seed * 1_000_003 + step * 7919 + rank
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``train.amp`` on ``device`` (None = full fp32).
+
+    ``auto``: bf16 on CUDA devices that support it, else fp16 (with a GradScaler); off on CPU.
+    Explicit ``bf16``/``fp16`` on a CPU run are ignored with a warning (CPU autocast is not used:
+    its gradients drift from fp32, see the docs)."""
+    if amp == "off":
+        return None
+    if device.type != "cuda":
+        if amp in ("bf16", "fp16"):
+            warnings.warn(f"train.amp={amp} is for CUDA; training in fp32 on {device.type}", stacklevel=2)
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+class TrainNets(nn.Module):
+    """Both networks as one module: what ``DistributedDataParallel`` wraps (one forward per step).
+
+    ``forward(color_aug, depth_in, frame_ids)`` -> ``(disparities, pose_vectors)``: the depth net's
+    sigmoids on ``depth_in`` and one ``(axisangle, translation)`` per source frame, the pose net
+    taking the jittered, never zoomed frames in temporal order.
+    """
+
+    def __init__(self, depth_net: nn.Module, pose_net: nn.Module):
+        super().__init__()
+        self.depth_net, self.pose_net = depth_net, pose_net
+
+    def forward(self, color_aug: Tensor, depth_in: Tensor, frame_ids: tuple[int, ...]):
+        poses = []
+        for i, f in enumerate(frame_ids[1:], 1):
+            if f < 0:
+                poses.append(self.pose_net(color_aug[:, i], color_aug[:, 0]))
+            else:
+                poses.append(self.pose_net(color_aug[:, 0], color_aug[:, i]))
+        return self.depth_net.forward_scales(depth_in), poses
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 class Trainer:
     def __init__(self, cfg: Config, train_set: Dataset, val: ValidationData | None = None,
-                 device: str | None = None, rank: int = 0, world_size: int = 1):
+                 device: str | None = None, rank: int | None = None, world_size: int | None = None):
         self.cfg = cfg
+        dist = _distributed()
+        if rank is None:
+            rank = torch.distributed.get_rank() if dist else 0
+        if world_size is None:
+            world_size = torch.distributed.get_world_size() if dist else 1
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0
-        dev = device or cfg.train.device
+        t = cfg.train
+        if t.batch_size % world_size:
+            raise ValueError(f"train.batch_size={t.batch_size} is the global batch and must be divisible by "
+                             f"the number of processes ({world_size})")
+        if world_size > 1 and not dist:
+            raise RuntimeError("world_size > 1 needs torch.distributed initialised (run under torchrun)")
+        self.batch_per_rank = t.batch_size // world_size
+        dev = device or t.device
         if dev == "auto":
             dev = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(dev)
-        seed_everything(cfg.train.seed)
-        if cfg.train.deterministic:
+        if self.device.type == "cuda" and self.device.index is None and world_size > 1:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        seed_everything(t.seed)
+        if t.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+            if self.device.type == "cuda":
+                torch.backends.cudnn.benchmark = False
+        self.amp_dtype = resolve_amp(t.amp, self.device)
+        self.channels_last = bool(t.channels_last) and self.device.type == "cuda"
         self.train_set, self.val = train_set, val
         self.depth_net = self._build(build_depth_net(cfg), pretrained=True).to(self.device)
         self.pose_net = self._build(build_pose_net(cfg), pretrained=True).to(self.device)
-        params = list(self.depth_net.parameters()) + list(self.pose_net.parameters())
-        self.optimizer = torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-        self.sampler = ResumableSampler(len(train_set), cfg.train.seed, True, rank, world_size)
-        self.steps_per_epoch = len(self.sampler) // cfg.train.batch_size
+        nets = TrainNets(self.depth_net, self.pose_net)
+        if world_size > 1 and t.sync_bn:
+            if self.device.type != "cuda":
+                raise ValueError("train.sync_bn=true needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); "
+                                 "on CPU every process keeps its own BatchNorm statistics")
+            nets = nn.SyncBatchNorm.convert_sync_batchnorm(nets)
+            self.depth_net, self.pose_net = nets.depth_net, nets.pose_net
+        if self.channels_last:
+            nets = nets.to(memory_format=torch.channels_last)
+        self.nets = nets
+        self.model: nn.Module = nets
+        if world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DDP(nets, device_ids=ids, output_device=ids[0] if ids else None)
+        self.params = list(self.depth_net.parameters()) + list(self.pose_net.parameters())
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.sampler = ResumableSampler(len(train_set), t.seed, True, rank, world_size, with_epoch=True)
+        self.steps_per_epoch = self.sampler.per_rank // self.batch_per_rank
         if self.steps_per_epoch == 0:
-            raise ValueError(f"train.batch_size={cfg.train.batch_size} is larger than the training split "
+            raise ValueError(f"train.batch_size={t.batch_size} is larger than the training split "
                              f"({len(train_set)} samples)")
         self.step_count, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.out_dir = Path(cfg.output.dir)
         self.writer = None
         self.last_metrics: dict = {}
         self.skipped_steps = 0
+        self.bad_samples = 0  # this epoch, this rank
+        self.bad_samples_total = 0
+        self._loader: DataLoader | None = None
+        self._saved_step = -1
 
     def _build(self, net: torch.nn.Module, pretrained: bool) -> torch.nn.Module:
         if pretrained and self.cfg.model.pretrained:
@@ -118,37 +221,47 @@ class Trainer:
         return lr
 
     # -- one step ----------------------------------------------------------------------------
-    def compute_loss(self, batch: dict, step: int | None = None) -> tuple[LossTerms, list[Tensor]]:
-        """Forward both networks and the loss for one batch (no optimiser work)."""
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def compute_loss(self, batch: dict, step: int | None = None, rank: int | None = None,
+                     model: nn.Module | None = None) -> tuple[LossTerms, list[Tensor]]:
+        """Forward both networks and the loss for one batch (no optimiser work).
+
+        ``rank`` (default: this process's) only picks the zoom draw; ``model`` defaults to the
+        (possibly DDP-wrapped) :class:`TrainNets`."""
         cfg = self.cfg
+        rank = self.rank if rank is None else rank
+        model = self.model if model is None else model
         color = batch["color"].to(self.device, non_blocking=True)  # B F 3 H W, un-jittered
         color_aug = batch["color_aug"].to(self.device, non_blocking=True)
         K = batch["K"].to(self.device).float()
-        frame_ids = list(cfg.data.frame_ids)
-
-        # poses from the jittered, never zoomed frames (temporal order; invert for past frames)
-        poses = []
-        for i, f in enumerate(frame_ids[1:], 1):
-            if f < 0:
-                aa, t = self.pose_net(color_aug[:, i], color_aug[:, 0])
-            else:
-                aa, t = self.pose_net(color_aug[:, 0], color_aug[:, i])
-            poses.append(pose_vector_to_matrix(aa, t, invert=f < 0))
-        if cfg.data.stereo:
-            poses.append(batch["T_stereo"].to(self.device).float())
+        frame_ids = tuple(cfg.data.frame_ids)
 
         depth_in = color_aug[:, 0]
         if cfg.augment.zoom_prob > 0:
             from depth.zoom import sample_zoom_boxes, zoom_images, zoom_intrinsics
 
             b, _, _, h, w = color.shape
-            gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + (step or 0) * 7919 + self.rank)
+            gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + (step or 0) * 7919 + rank)
             boxes = sample_zoom_boxes(b, h, w, cfg.augment.zoom_prob, cfg.augment.zoom_min_scale, gen)
-            color = zoom_images(color, boxes.to(self.device))
-            depth_in = zoom_images(depth_in, boxes.to(self.device))
-            K = zoom_intrinsics(K, boxes.to(self.device), h, w)
+            boxes = boxes.to(self.device)
+            color = zoom_images(color, boxes)
+            depth_in = zoom_images(depth_in, boxes)
+            K = zoom_intrinsics(K, boxes, h, w)
+        if self.channels_last:
+            depth_in = depth_in.contiguous(memory_format=torch.channels_last)
 
-        disparities = self.depth_net.forward_scales(depth_in)
+        with self._autocast():
+            disparities, pose_vectors = model(color_aug, depth_in, frame_ids)
+        # the loss in fp32 whatever the networks ran in (SSIM, exp, log, warping)
+        disparities = [d.float() for d in disparities]
+        poses = [pose_vector_to_matrix(aa.float(), t.float(), invert=f < 0)
+                 for (aa, t), f in zip(pose_vectors, frame_ids[1:])]
+        if cfg.data.stereo:
+            poses.append(batch["T_stereo"].to(self.device).float())
         sources = [color[:, i] for i in range(1, color.shape[1])]
         terms = self_supervised_loss(
             disparities, color[:, 0], sources, K, poses, recipe=cfg.loss.recipe,
@@ -157,31 +270,94 @@ class Trainer:
             min_reprojection_loss=cfg.loss.min_reprojection)
         return terms, disparities
 
-    def train_step(self, batch: dict) -> LossTerms | None:
-        cfg = self.cfg
+    def _begin_step(self) -> float:
         lr = self.lr_at(self.step_count, self.epoch)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
-        # Per-step seeding makes dropout and auto-mask noise a function of the step alone.
-        torch.manual_seed(cfg.train.seed * 1_000_003 + self.step_count * 7919 + self.rank)
         self.depth_net.train(), self.pose_net.train()
+        return lr
+
+    def _nonfinite(self, value: float) -> NonFiniteLossError:
+        last = self.out_dir / "checkpoints" / "last.pt"
+        where = (f"the last good checkpoint is {last}" if last.is_file()
+                 else "no checkpoint was written before it")
+        return NonFiniteLossError(
+            f"non-finite loss ({value}) at step {self.step_count + 1} (after {self.step_count} completed "
+            f"steps); {where} (set train.nan_policy=skip to skip such steps)")
+
+    def _optimizer_step(self) -> None:
+        if self.cfg.optim.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    def train_step(self, batch: dict) -> LossTerms | None:
+        """One optimiser step on this rank's part of the global batch; None if it was skipped
+        (non-finite loss with ``train.nan_policy=skip``)."""
+        self._begin_step()
+        # Per-step seeding makes dropout and auto-mask noise a function of (step, rank) alone.
+        torch.manual_seed(step_seed(self.cfg.train.seed, self.step_count, self.rank))
+        skip_policy = self.cfg.train.nan_policy == "skip"
+        if skip_policy:  # a skipped step must not leave its BatchNorm statistics behind either
+            buffers = [b for m in (self.depth_net, self.pose_net) for b in m.buffers()]
+            saved = [b.detach().clone() for b in buffers]
         terms, disparities = self.compute_loss(batch, self.step_count)
-        if not torch.isfinite(terms.total):
-            if cfg.train.nan_policy == "skip":
-                self.optimizer.zero_grad(set_to_none=True)
-                self.skipped_steps += 1
-                return None
-            raise NonFiniteLossError(
-                f"non-finite loss ({terms.total.item()}) at step {self.step_count}; the last good checkpoint "
-                f"is {self.out_dir / 'checkpoints' / 'last.pt'} (set train.nan_policy=skip to skip such steps)")
+        ok = torch.isfinite(terms.total.detach())
+        distributed = self.world_size > 1
+        if distributed:  # every rank takes the same decision (a lone rank skipping would hang the others)
+            flag = ok.to(torch.int32).reshape(1)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+            ok = flag[0] > 0
+        ok = bool(ok)
+        if not ok and not skip_policy:
+            raise self._nonfinite(terms.total.item())
         self.optimizer.zero_grad(set_to_none=True)
-        terms.total.backward()
-        if cfg.optim.grad_clip > 0:
-            params = list(self.depth_net.parameters()) + list(self.pose_net.parameters())
-            torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-        self.optimizer.step()
-        self._last_batch = (batch, disparities)
+        if ok or distributed:  # DDP needs every rank in the backward's all-reduce
+            self.scaler.scale(terms.total).backward()
+        if not ok:
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for buf, old in zip(buffers, saved):
+                    buf.copy_(old)
+            self.skipped_steps += 1
+            return None
+        self._optimizer_step()
+        if self.cfg.train.image_every and self.is_main:  # for image logging; detached (frees the graph)
+            self._last_batch = (batch, [disparities[0][:1].detach()])
         return terms
+
+    def train_step_emulated(self, batches: list[dict]) -> list[LossTerms]:
+        """One optimiser step over ``len(batches)`` micro-batches in this one process, computed as
+        ``DistributedDataParallel`` with one micro-batch per rank computes it: micro-batch ``r`` is
+        seeded as rank ``r``, the gradients are averaged, and BatchNorm running statistics end as
+        rank 0's (DDP broadcasts rank 0's buffers at every forward). The reference that multi-process
+        runs are tested against; not used by :meth:`fit`."""
+        n = len(batches)
+        self._begin_step()
+        self.optimizer.zero_grad(set_to_none=True)
+        grads: list[Tensor | None] = [None] * len(self.params)
+        buffers = [b for m in (self.depth_net, self.pose_net) for b in m.buffers()]
+        saved = None
+        out = []
+        for r, batch in enumerate(batches):
+            torch.manual_seed(step_seed(self.cfg.train.seed, self.step_count, r))
+            terms, _ = self.compute_loss(batch, self.step_count, rank=r, model=self.nets)
+            if r == 0:
+                saved = [b.detach().clone() for b in buffers]
+            terms.total.backward()
+            for j, p in enumerate(self.params):
+                if p.grad is not None:
+                    grads[j] = p.grad / n if grads[j] is None else grads[j] + p.grad / n
+            self.optimizer.zero_grad(set_to_none=True)
+            out.append(terms)
+        with torch.no_grad():
+            for b, s in zip(buffers, saved):
+                b.copy_(s)
+        for g, p in zip(grads, self.params):
+            p.grad = g
+        self._optimizer_step()
+        return out
 
     # -- validation --------------------------------------------------------------------------
     @torch.no_grad()
@@ -202,23 +378,38 @@ class Trainer:
         from depth.metrics import compute_depth_metrics
 
         disp = self.predict_disparities(self.val.images)
-        metrics = compute_depth_metrics(disp, self.val.gt_depths, median_scaling=not self.cfg.data.stereo,
-                                        fixed_scale=None)
+        from depth.scale import stereo_scale
+
+        # stereo-trained models are scored at the scale their baseline fixes, without median scaling
+        factor = stereo_scale(self.cfg)
+        metrics = compute_depth_metrics(disp, self.val.gt_depths, median_scaling=factor is None,
+                                        fixed_scale=factor)
         self.last_metrics = {k: float(v) for k, v in metrics.items()}
         return self.last_metrics
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        o = self.cfg.optim
         return {
             "depth_net": self.depth_net.state_dict(),
             "pose_net": self.pose_net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            # the lr is a pure function of (step, epoch): Trainer.lr_at; stored for the record
+            "scheduler": {"type": "lr_at(step, epoch)", "lr": self.lr_at(self.step_count, self.epoch),
+                          "base_lr": o.lr, "milestones": list(o.milestones), "gamma": o.gamma,
+                          "warmup_steps": o.warmup_steps, "warmup_start_factor": o.warmup_start_factor},
+            "scaler": self.scaler.state_dict(),
             "config": to_dict(self.cfg),
             "seed": self.cfg.train.seed,
             "versions": library_versions(),
             "step": self.step_count,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
+            "sampler": {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                        "samples_per_rank_done": self.batch_in_epoch * self.batch_per_rank,
+                        "world_size": self.world_size, "global_batch": self.cfg.train.batch_size},
+            "skipped_steps": self.skipped_steps,
+            "bad_samples": self.bad_samples_total,
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
                     "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
@@ -228,22 +419,37 @@ class Trainer:
     def save(self) -> Path | None:
         if not self.is_main:
             return None
-        return save_checkpoint(self.state_dict(), self.out_dir / "checkpoints", self.step_count,
+        path = save_checkpoint(self.state_dict(), self.out_dir / "checkpoints", self.step_count,
                                self.cfg.train.keep_checkpoints)
+        self._saved_step = self.step_count
+        return path
 
     def load_state(self, ckpt: dict) -> None:
         self.depth_net.load_state_dict(ckpt["depth_net"])
         self.pose_net.load_state_dict(ckpt["pose_net"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(ckpt["scaler"])
         self.step_count, self.epoch = int(ckpt["step"]), int(ckpt["epoch"])
         self.batch_in_epoch = int(ckpt.get("batch_in_epoch", 0))
+        saved_world = (ckpt.get("sampler") or {}).get("world_size", self.world_size)
+        if saved_world != self.world_size and self.batch_in_epoch:
+            warnings.warn(f"resuming mid-epoch with {self.world_size} processes from a run with "
+                          f"{saved_world}: "
+                          f"the rest of epoch {self.epoch} is re-sharded, so the run will not repeat the "
+                          f"original exactly", stacklevel=2)
+        self.skipped_steps = int(ckpt.get("skipped_steps", 0))
+        self.bad_samples_total = int(ckpt.get("bad_samples", 0))
         rng = ckpt.get("rng") or {}
         if "python" in rng:
             random.setstate(rng["python"])
             np.random.set_state(rng["numpy"])
             torch.set_rng_state(rng["torch"])
             if rng.get("cuda") is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
+                try:
+                    torch.cuda.set_rng_state_all(rng["cuda"])
+                except (RuntimeError, IndexError):  # another GPU count: per-step seeding covers it
+                    pass
         self.last_metrics = ckpt.get("metrics", {})
 
     def resume(self, path: str | Path) -> None:
@@ -272,6 +478,46 @@ class Trainer:
         t = self.cfg.train
         return t.max_steps if t.max_steps > 0 else t.epochs * self.steps_per_epoch
 
+    def _make_loader(self) -> DataLoader:
+        from data.kitti import BadSampleError
+
+        t = self.cfg.train
+        skip = (BadSampleError,) if self.cfg.data.on_bad_sample == "skip" else ()
+        workers = t.num_workers
+        return DataLoader(EpochIndexed(self.train_set, skip), batch_size=self.batch_per_rank,
+                          sampler=self.sampler, num_workers=workers, collate_fn=collate, drop_last=True,
+                          pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+                          prefetch_factor=2 if workers > 0 else None)
+
+    def _count_bad(self, batch: dict) -> dict | None:
+        bad = batch.pop("bad_samples", None) if batch is not None else None
+        if bad:
+            if self.bad_samples == 0 and self.is_main:
+                print(f"data.on_bad_sample=skip: skipping {bad[0]}", file=sys.stderr)
+            self.bad_samples += len(bad)
+        if batch is not None and "color" not in batch:
+            batch = None
+        if batch is None and self.world_size > 1:
+            from data.kitti import BadSampleError
+
+            raise BadSampleError(f"rank {self.rank}: every sample of a batch at epoch {self.epoch}, batch "
+                                 f"{self.batch_in_epoch} was bad; with several processes such a batch "
+                                 f"stops the run (first: {bad[0] if bad else '?'})")
+        return batch
+
+    def _end_epoch_report(self) -> None:
+        n = self.bad_samples
+        if self.world_size > 1:
+            t = torch.tensor([n], dtype=torch.int64)
+            torch.distributed.all_reduce(t)
+            n = int(t[0])
+        if n and self.is_main:
+            print(f"epoch {self.epoch}: skipped {n} bad samples (data.on_bad_sample=skip)", file=sys.stderr)
+            if self.writer is not None:
+                self.writer.add_scalar("data/bad_samples", n, self.step_count)
+        self.bad_samples_total += n
+        self.bad_samples = 0
+
     def fit(self) -> dict:
         cfg = self.cfg
         if self.is_main:
@@ -289,20 +535,18 @@ class Trainer:
         bar = tqdm(total=total, initial=self.step_count, disable=not (self.is_main and cfg.train.progress),
                    dynamic_ncols=True, desc="train", file=sys.stdout)
         t0 = time.time()
+        if self._loader is None:
+            self._loader = self._make_loader()
+        loader = self._loader
         while self.step_count < total:
-            self.sampler.set_epoch(self.epoch, self.batch_in_epoch * cfg.train.batch_size)
-            if hasattr(self.train_set, "set_epoch"):
-                self.train_set.set_epoch(self.epoch)
-            loader = DataLoader(self.train_set, batch_size=cfg.train.batch_size, sampler=self.sampler,
-                                num_workers=cfg.train.num_workers, collate_fn=collate, drop_last=True,
-                                pin_memory=self.device.type == "cuda",
-                                persistent_workers=False)
+            self.sampler.set_epoch(self.epoch, self.batch_in_epoch * self.batch_per_rank)
             for batch in loader:
+                self.batch_in_epoch += 1
+                batch = self._count_bad(batch)
                 if batch is None:
                     continue
                 terms = self.train_step(batch)
                 self.step_count += 1
-                self.batch_in_epoch += 1
                 bar.update(1)
                 if terms is not None and self.is_main:
                     if self.step_count % cfg.train.log_every == 0 or self.step_count == 1:
@@ -317,6 +561,7 @@ class Trainer:
                 if self.step_count >= total:
                     break
             else:  # epoch finished: the scheduler steps at the end of the epoch
+                self._end_epoch_report()
                 self.epoch += 1
                 self.batch_in_epoch = 0
                 if not cfg.train.val_every:
@@ -324,13 +569,17 @@ class Trainer:
                 if not cfg.train.checkpoint_every:
                     self.save()
         bar.close()
+        if self.bad_samples or self.world_size > 1:  # (a collective: every rank calls it)
+            self._end_epoch_report()
         metrics = self._validate_and_log()
-        self.save()
+        last = self.out_dir / "checkpoints" / f"step_{self.step_count:08d}.pt"
+        if metrics or not (last.is_file() and self._saved_step == self.step_count):  # no duplicate write
+            self.save()
         if self.writer is not None:
             self.writer.flush()
             self.writer.close()
         result = {"steps": self.step_count, "epochs": self.epoch, "seconds": time.time() - t0,
-                  "skipped_steps": self.skipped_steps, **metrics}
+                  "skipped_steps": self.skipped_steps, "bad_samples": self.bad_samples_total, **metrics}
         if self.is_main:
             atomic_write_text(self.out_dir / "metrics.json", json.dumps(result, indent=2))
         return result

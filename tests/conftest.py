@@ -35,3 +35,21 @@ def kitti_sample() -> Path:
     if KITTI_SAMPLE is None:
         pytest.skip("real KITTI sample not found: set KITTI_SAMPLE or place it at ../shared/kitti_sample")
     return KITTI_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory) -> Path:
+    """A tiny synthetic KITTI-format dataset (2 drives x 8 frames, the second for test), made once."""
+    from data.synthetic import generate
+
+    root = tmp_path_factory.mktemp("tiny_synthetic")
+    return generate(root, seed=0, drives=2, frames=8, test_drives=1, gt_every=2)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: extra intra-op threads only add overhead (and thrash on a busy CPU)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

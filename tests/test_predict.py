@@ -128,3 +128,21 @@ def test_predict_with_onnx(tmp_path):
     np.testing.assert_allclose(depth, 3.0, rtol=1e-4)
     assert main(["--onnx", str(tmp_path / "tiny.onnx"), str(img), "--out", str(out), "--quiet",
                  "--height", "64"]) == 2
+
+
+def test_ground_scale_recovers_camera_height_with_rescaled_K():
+    """A flat road 1.65 m below the camera, predicted at 1/4 of metric scale: the factor is 4,
+    also when K is given for a larger image than the depth map (K is rescaled to the map)."""
+    import numpy as np
+
+    from depth.predict import ground_scale
+
+    h, w, fx, cx, cy = 120, 400, 200.0, 200.0, 60.0
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    ray_y = (v - cy) / fx
+    depth = np.where(ray_y > 0.02, 1.65 / np.maximum(ray_y, 1e-6), 80.0)  # ground plane y = 1.65
+    K_big = np.array([[2 * fx, 0, 2 * cx], [0, 2 * fx, 2 * cy], [0, 0, 1]])
+    s = ground_scale(depth / 4.0, (K_big, (2 * w, 2 * h)), depth.shape, 1.65)
+    assert abs(s - 4.0) < 0.04
+    K = np.array([[fx, 0, cx], [0, fx, cy], [0, 0, 1]])
+    assert abs(ground_scale(depth, (K, None), depth.shape, 1.65) - 1.0) < 0.01

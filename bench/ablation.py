@@ -1,0 +1,112 @@
+"""What each engine buys: baseline, +zoom, +DCA, +both on the synthetic data, same CPU budget.
+
+Each variant is trained from scratch for the same number of steps (same data, batch, size) with
+several seeds, then scored on the synthetic test drive (Eigen protocol, median scaling):
+
+* abs rel / sq rel / RMSE / δ1 on the full image, and
+* the zoom-robustness gap (METHOD §7): abs rel when predicting on the 2x centre zoom minus abs rel
+  of the full-image prediction cropped to the same window. A scale-invariant model has gap ~ 0.
+
+    python bench/ablation.py [--steps 300] [--seeds 0 1] [--variants baseline zoom dca zoom_dca]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from data.datasets import build_training_data  # noqa: E402
+from data.kitti import image_path, read_image  # noqa: E402
+from data.splits import read_split_file, split_file  # noqa: E402
+from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
+from depth.config import load_config  # noqa: E402
+from depth.evaluation import scale_robustness  # noqa: E402
+from depth.trainer import Trainer, ValidationData  # noqa: E402
+
+VARIANTS = {
+    "baseline": [],
+    "zoom": ["augment.zoom_prob=0.5"],
+    "dca": ["model.dca=true"],
+    "zoom_dca": ["augment.zoom_prob=0.5", "model.dca=true"],
+}
+COLS = ("abs_rel", "sq_rel", "rmse", "a1", "gap")
+
+
+def run_variant(name: str, seed: int, steps: int, extra: list[str], out: Path, test_images, test_gt) -> dict:
+    cfg = load_config(ROOT / "configs" / "synthetic.yaml", [
+        f"train.seed={seed}", f"train.max_steps={steps}", f"output.dir={out / f'{name}_s{seed}'}",
+        "train.val_every=0", "train.checkpoint_every=0", "train.image_every=0", "train.progress=false",
+        *VARIANTS[name], *extra])
+    train_set, val_images, val_gt = build_training_data(cfg.data, cfg.augment, cfg.train.seed)
+    trainer = Trainer(cfg, train_set, ValidationData(val_images, val_gt))
+    t0 = time.time()
+    result = trainer.fit()
+    seconds = time.time() - t0
+    net = trainer.depth_net.eval()
+
+    @torch.no_grad()
+    def predict(x):
+        return net(x)
+
+    size = (cfg.data.width, cfg.data.height)
+    kw = dict(min_depth=cfg.model.min_depth, max_depth=cfg.model.max_depth)
+    zoomed = scale_robustness(predict, test_images, test_gt, size, 2.0, "zoom", **kw)
+    cropped = scale_robustness(predict, test_images, test_gt, size, 2.0, "crop", **kw)
+    return {**{k: result[k] for k in ("abs_rel", "sq_rel", "rmse", "a1")},
+            "zoom_abs_rel": zoomed["abs_rel"], "crop_abs_rel": cropped["abs_rel"],
+            "gap": zoomed["abs_rel"] - cropped["abs_rel"], "seconds": seconds}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--out", type=Path, default=Path("runs/ablation_bench"))
+    ap.add_argument("overrides", nargs="*", help="extra config overrides for every run")
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    cfg = load_config(ROOT / "configs" / "synthetic.yaml", args.overrides)
+    if cfg.data.synthetic.generate:
+        from data.synthetic import ensure_synthetic
+
+        s = cfg.data.synthetic
+        ensure_synthetic(cfg.data.root, s.seed, s.drives, s.frames, s.test_drives, verbose=True)
+    root = Path(cfg.data.root)
+    test = read_split_file(split_file(cfg.data.split, "test"))
+    test_images = [read_image(image_path(root, e)) for e in test]
+    test_gt = [read_benchmark_png(benchmark_png_path(root, e.folder, e.frame, e.side)) for e in test]
+
+    rows: dict[str, list[dict]] = {}
+    for name in args.variants:
+        for seed in args.seeds:
+            r = run_variant(name, seed, args.steps, args.overrides, args.out, test_images, test_gt)
+            rows.setdefault(name, []).append(r)
+            print(f"{name:9s} seed {seed}: " + ", ".join(f"{k}={v:.4f}" for k, v in r.items()), flush=True)
+
+    print(f"\n{len(test)} synthetic test frames; {args.steps} steps per run at {cfg.data.width}x{cfg.data.height}, "
+          f"batch {cfg.train.batch_size}, seeds {args.seeds}; mean ± std over seeds")
+    print("| variant | abs rel | sq rel | RMSE | δ1 | zoom gap (2x zoom − crop abs rel) | s/run |")
+    print("|---|---|---|---|---|---|---|")
+    for name, rs in rows.items():
+        cells = []
+        for k in COLS:
+            v = np.array([r[k] for r in rs])
+            cells.append(f"{v.mean():.4f} ± {v.std():.4f}")
+        print(f"| {name} | " + " | ".join(cells) + f" | {np.mean([r['seconds'] for r in rs]):.0f} |")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ablation.json").write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

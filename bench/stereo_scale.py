@@ -1,0 +1,94 @@
+"""Does mono+stereo (MS) training learn metric scale? Fixed stereo scale versus median scaling.
+
+Trains ``configs/synthetic_stereo.yaml`` (the synthetic street's image_02 / image_03 pairs, 0.54 m
+apart, frames [0, -1, 1] + stereo) unless --no-train, then predicts every synthetic test frame with
+the final checkpoint and scores it with the project's metrics (Eigen protocol: Garg crop, 80 m cap)
+two ways:
+
+* ``--stereo``: depth x the scale implied by the training baseline
+  (``depth.scale.stereo_scale``: stereo_baseline_metric / stereo_baseline), no median scaling;
+* median scaling per image (how monocular models are scored).
+
+Prints both abs rel figures, their ratio (acceptance: fixed / median <= 1.5) and the median ratio
+GT / prediction (1.0 = perfectly metric).
+
+    python bench/stereo_scale.py [--run-dir runs/synthetic_stereo] [key=value ...]
+    python bench/stereo_scale.py --no-train --run-dir runs/synthetic_stereo
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from data.kitti import image_path, read_image  # noqa: E402
+from data.splits import read_split_file, split_file  # noqa: E402
+from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
+from depth.checkpoint import load_depth_net  # noqa: E402
+from depth.config import load_config  # noqa: E402
+from depth.evaluation import predict_disparities  # noqa: E402
+from depth.metrics import compute_depth_metrics  # noqa: E402
+from depth.scale import stereo_scale  # noqa: E402
+
+KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=str(ROOT / "configs" / "synthetic_stereo.yaml"))
+    ap.add_argument("--run-dir", default="runs/synthetic_stereo")
+    ap.add_argument("--no-train", action="store_true", help="only score the existing run in --run-dir")
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+
+    overrides = [f"output.dir={args.run_dir}", *args.overrides]
+    cfg = load_config(args.config, overrides)
+    seconds = None
+    if not args.no_train:
+        t0 = time.time()
+        subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", args.config, *overrides],
+                       check=True, cwd=ROOT)
+        seconds = time.time() - t0
+
+    model, saved = load_depth_net(Path(args.run_dir) / "checkpoints", map_location="cpu")
+    scale = stereo_scale(saved)
+    if scale is None:
+        raise SystemExit(f"{args.run_dir} was not trained with data.stereo=true")
+    root = Path(saved["data"]["root"])
+    test = read_split_file(split_file(saved["data"]["split"], "test"))
+    gt = [read_benchmark_png(benchmark_png_path(root, e.folder, e.frame, e.side)) for e in test]
+    images = [read_image(image_path(root, e)) for e in test]
+    size_wh = (int(saved["data"]["width"]), int(saved["data"]["height"]))
+
+    import torch
+
+    with torch.inference_mode():
+        disp = predict_disparities(model, images, size_wh, min_depth=float(saved["model"]["min_depth"]),
+                                   max_depth=float(saved["model"]["max_depth"]))
+    fixed = compute_depth_metrics(disp, gt, median_scaling=False, fixed_scale=scale)
+    median = compute_depth_metrics(disp, gt, median_scaling=True)
+
+    print(f"\nsynthetic test frames: {len(gt)}; run {args.run_dir} (steps: {saved.get('train', {}).get('max_steps')}, "
+          f"stereo_baseline {saved['data']['stereo_baseline']} -> fixed scale {scale:g})")
+    if seconds is not None:
+        print(f"train command wall time: {seconds / 60:.1f} min")
+    print(f"| {'':34s} | " + " | ".join(f"{k:>8s}" for k in KEYS) + " |")
+    print("|" + "-" * 36 + "|" + "|".join("-" * 10 for _ in KEYS) + "|")
+    print(f"| {f'--stereo (x{scale:g}, no median scaling)':34s} | " + " | ".join(f"{fixed[k]:8.4f}" for k in KEYS) + " |")
+    print(f"| {'median scaling':34s} | " + " | ".join(f"{median[k]:8.4f}" for k in KEYS) + " |")
+    print(f"\nmedian ratio GT / (scaled) prediction: {median['ratio_median'] / scale:.3f} "
+          f"(std {median['ratio_std']:.3f}); 1.0 = metric")
+    ratio = fixed["abs_rel"] / median["abs_rel"]
+    print(f"abs rel fixed / median = {ratio:.3f}  (acceptance: <= 1.5)  {'PASS' if ratio <= 1.5 else 'MISS'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

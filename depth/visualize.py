@@ -1,0 +1,17 @@
+"""Pictures for people: colourised disparity maps (TensorBoard, predict)."""
+from __future__ import annotations
+
+import numpy as np
+from torch import Tensor
+
+__all__ = ["colorize_disparity"]
+
+
+def colorize_disparity(disp: Tensor) -> np.ndarray:
+    """``(1, H, W)`` disparity -> ``(3, H, W)`` uint8 magma image, normalised by its 95th percentile."""
+    import cv2
+
+    d = disp.detach().float().cpu().numpy()[0]
+    vmax = np.percentile(d, 95) + 1e-8
+    d8 = np.clip(d / vmax * 255, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(d8, cv2.COLORMAP_MAGMA), cv2.COLOR_BGR2RGB).transpose(2, 0, 1)

@@ -1,0 +1,201 @@
+"""Typed configuration: defaults, YAML presets with ``base:`` chains, dotted overrides, validation."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from depth.config import Config, ConfigError, from_dict, load_config, to_dict
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+# ---------------------------------------------------------------- defaults / presets / overrides
+
+
+def test_defaults_load():
+    cfg = load_config()
+    assert isinstance(cfg, Config)
+    # METHOD §6 baseline numbers are the documented defaults
+    assert cfg.train.batch_size == 12 and cfg.train.epochs == 20
+    assert cfg.optim.lr == pytest.approx(1e-4) and cfg.optim.milestones == [15] and cfg.optim.gamma == 0.1
+    assert (cfg.data.height, cfg.data.width) == (192, 640)
+    assert cfg.data.frame_ids == [0, -1, 1]
+    assert cfg.loss.recipe == "baseline" and cfg.loss.ssim_weight == 0.85
+    assert cfg.loss.smoothness_weight == 1e-3
+    assert cfg.model.scales == [0, 1, 2, 3] and cfg.model.min_depth == 0.1 and cfg.model.max_depth == 100.0
+    assert cfg.augment.flip_prob == 0.5 and cfg.augment.color_jitter_prob == 0.5
+    a = cfg.augment
+    assert (a.brightness, a.contrast, a.saturation, a.hue) == (0.2, 0.2, 0.2, 0.1)
+    assert cfg == Config()
+
+
+def test_preset_plus_overrides_with_type_conversion():
+    cfg = load_config(ROOT / "configs" / "baseline_kitti_640x192.yaml",
+                      ["train.batch_size=8", "optim.lr=2e-4", "model.dca=true", "data.frame_ids=[0,-1]",
+                       "augment.zoom_prob=0.5", "output.dir=runs/x"])
+    assert cfg.train.batch_size == 8 and type(cfg.train.batch_size) is int
+    assert cfg.optim.lr == pytest.approx(2e-4) and type(cfg.optim.lr) is float
+    assert cfg.model.dca is True
+    assert cfg.data.frame_ids == [0, -1]
+    assert cfg.augment.zoom_prob == 0.5
+    assert cfg.output.dir == "runs/x"
+    # values from the preset survive where not overridden
+    assert cfg.train.num_workers == 8 and cfg.model.pretrained is True
+
+
+def test_later_override_wins():
+    cfg = load_config(overrides=["train.batch_size=4", "train.batch_size=6"])
+    assert cfg.train.batch_size == 6
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_shipped_yaml_loads(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+
+
+def test_base_chain(tmp_path):
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "root.yaml").write_text(
+        "data:\n  height: 128\n  width: 416\ntrain:\n  batch_size: 4\n  epochs: 3\n")
+    (tmp_path / "presets" / "mid.yaml").write_text(
+        "base: root.yaml\ntrain:\n  batch_size: 6\nloss:\n  recipe: dabnet\n")
+    (tmp_path / "child.yaml").write_text("base: presets/mid.yaml\ntrain:\n  epochs: 7\n")
+    cfg = load_config(tmp_path / "child.yaml")
+    assert (cfg.data.height, cfg.data.width) == (128, 416)  # from the root
+    assert cfg.train.batch_size == 6 and cfg.loss.recipe == "dabnet"  # mid overrides root
+    assert cfg.train.epochs == 7  # child overrides everything
+    assert load_config(tmp_path / "child.yaml", ["train.epochs=9"]).train.epochs == 9  # CLI last
+
+
+def test_circular_base_raises(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="circular"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_roundtrip_to_dict_from_dict():
+    cfg = load_config(overrides=["train.batch_size=3", "model.scales=[0,2]", "loss.recipe=dabnet",
+                                 "data.root=/x"])
+    d = to_dict(cfg)
+    assert d["train"]["batch_size"] == 3 and d["model"]["scales"] == [0, 2]
+    back = from_dict(d)
+    assert back == cfg
+    assert dataclasses.asdict(back) == d
+    # unknown keys (e.g. a checkpoint of a newer version) are ignored
+    d["train"]["no_such_key"] = 1
+    d["extra_section"] = {"a": 1}
+    assert from_dict(d) == cfg
+
+
+def test_saved_config_then_overrides():
+    saved = to_dict(load_config(overrides=["train.batch_size=5", "data.height=128"]))
+    cfg = load_config(saved=saved, overrides=["data.height=256"])
+    assert cfg.train.batch_size == 5 and cfg.data.height == 256
+
+
+# ---------------------------------------------------------------- exceptions
+
+
+def test_unknown_override_key_lists_valid_keys():
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=["train.batchsize=8"])
+    msg = str(e.value)
+    assert "train.batchsize" in msg
+    assert "train.batch_size" in msg and "optim.lr" in msg and "data.height" in msg
+
+
+def test_unknown_yaml_key_lists_valid_keys(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("optim:\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert "learning_rate" in msg and str(p) in msg
+    assert "optim.lr" in msg
+
+
+def test_unknown_section_raises(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("trainer:\n  batch_size: 2\n")
+    with pytest.raises(ConfigError, match="trainer"):
+        load_config(p)
+
+
+def test_wrong_type_raises():
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        load_config(overrides=["train.batch_size=abc"])
+
+
+def test_override_without_equals_raises():
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(overrides=["train.batch_size"])
+
+
+@pytest.mark.parametrize("override,key", [
+    ("optim.lr=-1e-4", "optim.lr"),
+    ("optim.lr=0", "optim.lr"),
+    ("data.height=100", "data.height"),
+    ("data.width=650", "data.width"),
+    ("loss.recipe=monodepth3", "loss.recipe"),
+    ("train.batch_size=0", "train.batch_size"),
+    ("augment.flip_prob=1.5", "augment.flip_prob"),
+    ("model.scales=[0,4]", "model.scales"),
+    ("data.frame_ids=[-1,0,1]", "data.frame_ids"),
+    ("data.intrinsics=pinhole", "data.intrinsics"),
+    ("model.num_layers=20", "model.num_layers"),
+    ("loss.ssim_weight=1.5", "loss.ssim_weight"),
+    ("train.keep_checkpoints=0", "train.keep_checkpoints"),
+])
+def test_out_of_range_values_name_the_key(override, key):
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=[override])
+    assert key in str(e.value)
+
+
+def test_min_max_depth_order():
+    with pytest.raises(ConfigError, match="min_depth"):
+        load_config(overrides=["model.min_depth=50", "model.max_depth=10"])
+
+
+def test_missing_or_invalid_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="YAML"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(scalar)
+    missing_base = tmp_path / "child.yaml"
+    missing_base.write_text("base: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="nowhere.yaml"):
+        load_config(missing_base)
+
+
+def test_smallest_valid_size_is_usable_by_the_depth_net():
+    """A size that passes validation must be one the depth network can run at.
+
+    The decoder's 3x3 reflection padding needs the 1/32 feature to be at least 2 px, i.e. H, W >= 33.
+    """
+    from depth.networks import DepthNet
+
+    try:
+        cfg = load_config(overrides=["data.height=32", "data.width=64"])
+    except ConfigError as e:
+        assert "data.height" in str(e)
+        return
+    net = DepthNet(cfg.model.num_layers, scales=tuple(cfg.model.scales)).eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, cfg.data.height, cfg.data.width))
+    assert out.shape == (1, 1, cfg.data.height, cfg.data.width)
