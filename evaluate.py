@@ -15,12 +15,12 @@ import argparse
 import csv
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from depth.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
@@ -49,20 +49,6 @@ def _gt_mode(split: str, gt_source: str) -> str:
 
 def _entry_line(e) -> str:
     return f"{e.folder} {e.frame} {e.side}"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _json_clean(d: dict) -> dict:
@@ -187,7 +173,7 @@ def _write_per_image(path: str, entries, per: dict) -> None:
         w.writerow([i, e.folder if e else "", e.frame if e else "", e.side if e else "",
                     int(per["n_valid"][i]), f"{per['ratio'][i]:.9g}",
                     *(f"{per[k][i]:.9g}" for k in METRIC_NAMES)])
-    _atomic_write_text(Path(path), buf.getvalue())
+    atomic_write_text(Path(path), buf.getvalue())
 
 
 def cmd_depth(args) -> int:
@@ -231,7 +217,7 @@ def cmd_depth(args) -> int:
     if args.json:
         keys = ["abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "n_images", "ratio_median",
                 "ratio_std"]
-        _atomic_write_text(Path(args.json), json.dumps(_json_clean({k: m[k] for k in keys}), indent=2) + "\n")
+        atomic_write_text(Path(args.json), json.dumps(_json_clean({k: m[k] for k in keys}), indent=2) + "\n")
     if args.per_image:
         _write_per_image(args.per_image, entries, per)
     return 0
@@ -315,7 +301,7 @@ def cmd_pose(args) -> int:
     print(f"\n   Trajectory error (sequence {seq:02d}, {len(ates)} 5-frame snippets): "
           f"{res['ate_mean']:0.3f}, std: {res['ate_std']:0.3f}\n")
     if args.json:
-        _atomic_write_text(Path(args.json), json.dumps(res, indent=2) + "\n")
+        atomic_write_text(Path(args.json), json.dumps(res, indent=2) + "\n")
     return 0
 
 

@@ -10,62 +10,19 @@ from __future__ import annotations
 import os
 import platform
 import re
-import tempfile
 from pathlib import Path
 
 import torch
+
+from depth.atomic import atomic_write, atomic_write_text, fsync_dir
 
 __all__ = ["atomic_torch_save", "atomic_write_text", "save_checkpoint", "library_versions",
            "load_checkpoint", "load_depth_net", "load_pose_net", "build_depth_net", "build_pose_net"]
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_torch_save(obj, path: str | Path) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``:
-    a crash at any point leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``torch.save`` through :func:`depth.atomic.atomic_write` (temp file, fsync, rename)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def library_versions() -> dict:
@@ -110,7 +67,7 @@ def save_checkpoint(state: dict, checkpoint_dir: str | Path, step: int, keep: in
         tmp.unlink(missing_ok=True)
         os.link(path, tmp)
         os.replace(tmp, checkpoint_dir / "last.pt")
-        _fsync_dir(checkpoint_dir)
+        fsync_dir(checkpoint_dir)
     except OSError:
         tmp.unlink(missing_ok=True)
         atomic_torch_save(state, checkpoint_dir / "last.pt")

@@ -31,7 +31,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -41,6 +40,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from depth.atomic import atomic_write_bytes
 from depth.geometry import disp_to_depth
 
 __all__ = ["DepthExportModel", "export_onnx", "check_onnx_ops", "verify_onnx", "git_commit",
@@ -165,22 +165,6 @@ def check_onnx_ops(model_proto) -> list[str]:
     return sorted(ops)
 
 
-def _write_bytes_atomic(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def export_onnx(model: DepthExportModel, path: str | Path, height: int, width: int,
                 dynamic_batch: bool = False, opset: int = DEFAULT_OPSET,
                 metadata: dict[str, str] | None = None):
@@ -212,7 +196,7 @@ def export_onnx(model: DepthExportModel, path: str | Path, height: int, width: i
         entry = proto.metadata_props.add()
         entry.key, entry.value = str(k), str(v)
     onnx.checker.check_model(proto)
-    _write_bytes_atomic(proto.SerializeToString(), Path(path))
+    atomic_write_bytes(Path(path), proto.SerializeToString())
     return proto
 
 

@@ -587,6 +587,9 @@ class Trainer:
     def _validate_and_log(self) -> dict:
         if not self.is_main:
             return {}
+        if getattr(self, "_validated_at", None) == self.step_count:  # e.g. val_every hit the last step
+            return self.last_metrics
+        self._validated_at = self.step_count
         metrics = self.validate()
         if metrics and self.writer is not None:
             for k, v in metrics.items():
