@@ -159,6 +159,22 @@ class FrameSampleDataset(Dataset):
         frames, K = self.load_frames(index)
         return self.make_sample(index, frames, K, flip, jitter, jitter_seed)
 
+    def _decode_resized(self, path: Path) -> tuple[np.ndarray, tuple[int, int]]:
+        """Decode ``path`` and resize to the network size (INTER_AREA); also its size on disk."""
+        img = read_image(path)
+        size = (img.shape[1], img.shape[0])
+        return cv2.resize(img, (self.width, self.height), interpolation=cv2.INTER_AREA), size
+
+    def read_resized(self, path: Path) -> tuple[np.ndarray, tuple[int, int]]:
+        """:meth:`_decode_resized`, kept in memory when the subclass set ``self._image_cache``."""
+        cache = getattr(self, "_image_cache", None)
+        if cache is not None and path in cache:
+            return cache[path]
+        out = self._decode_resized(path)
+        if cache is not None:
+            cache[path] = out
+        return out
+
 
 class KittiRawDataset(FrameSampleDataset):
     """Training/validation triplets (and stereo partners) from a KITTI raw root."""
@@ -208,18 +224,11 @@ class KittiRawDataset(FrameSampleDataset):
 
     def _load(self, entry: SplitEntry, frame: int, side: str) -> tuple[np.ndarray, tuple[int, int]]:
         path = image_path(self.root, entry, side, self.img_ext, frame)
-        if self._image_cache is not None and path in self._image_cache:
-            return self._image_cache[path]
+        return self.read_resized(path)
+
+    def _decode_resized(self, path: Path) -> tuple[np.ndarray, tuple[int, int]]:
         hit = self.disk_cache.get(path) if self.disk_cache is not None else None
-        if hit is not None:
-            img, size = hit
-        else:
-            img = read_image(path)
-            size = (img.shape[1], img.shape[0])
-            img = cv2.resize(img, (self.width, self.height), interpolation=cv2.INTER_AREA)
-        if self._image_cache is not None:
-            self._image_cache[path] = (img, size)
-        return img, size
+        return hit if hit is not None else super()._decode_resized(path)
 
     def paths(self, index: int) -> list[Path]:
         """Every image file sample ``index`` reads (for up-front split checks)."""

@@ -363,14 +363,7 @@ class VideoFolderDataset(FrameSampleDataset):
         return len(self.samples)
 
     def _load(self, path: Path) -> tuple[np.ndarray, tuple[int, int]]:
-        if self._image_cache is not None and path in self._image_cache:
-            return self._image_cache[path]
-        img = read_image(path)
-        size = (img.shape[1], img.shape[0])
-        img = cv2.resize(img, (self.width, self.height), interpolation=cv2.INTER_AREA)
-        if self._image_cache is not None:
-            self._image_cache[path] = (img, size)
-        return img, size
+        return self.read_resized(path)
 
     def intrinsics_for(self, seq: Sequence, image_size: tuple[int, int]) -> np.ndarray:
         """K at the network size for frames of ``image_size`` (W, H) on disk."""
