@@ -8,6 +8,9 @@ several seeds, then scored on the synthetic test drive (Eigen protocol, median s
   of the full-image prediction cropped to the same window. A scale-invariant model has gap ~ 0.
 
     python bench/ablation.py [--steps 300] [--seeds 0 1] [--variants baseline zoom dca zoom_dca]
+
+lr schedule: the preset's (constant in configs/synthetic.yaml); ``--decay-at F`` drops it by
+``optim.gamma`` after the fraction F of the steps (``optim.step_milestones``).
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from data.datasets import build_training_data  # noqa: E402
 from data.kitti import image_path, read_image  # noqa: E402
 from data.splits import read_split_file, split_file  # noqa: E402
 from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
+from depth.atomic import atomic_write_text  # noqa: E402
 from depth.config import load_config  # noqa: E402
 from depth.evaluation import scale_robustness  # noqa: E402
 from depth.trainer import Trainer, ValidationData  # noqa: E402
@@ -40,10 +44,13 @@ VARIANTS = {
 COLS = ("abs_rel", "sq_rel", "rmse", "a1", "gap")
 
 
-def run_variant(name: str, seed: int, steps: int, extra: list[str], out: Path, test_images, test_gt) -> dict:
+def run_variant(name: str, seed: int, steps: int, decay_at: float | None, extra: list[str], out: Path, test_images,
+                test_gt) -> dict:
     cfg = load_config(ROOT / "configs" / "synthetic.yaml", [
         f"train.seed={seed}", f"train.max_steps={steps}", f"output.dir={out / f'{name}_s{seed}'}",
-        "train.val_every=0", "train.checkpoint_every=0", "train.image_every=0", "train.progress=false",
+        *([f"optim.step_milestones=[{int(round(decay_at * steps))}]"] if decay_at else []),
+        # validate and save once, at the end (0 would mean "every epoch": a few steps here)
+        f"train.val_every={steps}", f"train.checkpoint_every={steps}", "train.image_every=0", "train.progress=false",
         *VARIANTS[name], *extra])
     train_set, val_images, val_gt = build_training_data(cfg.data, cfg.augment, cfg.train.seed)
     trainer = Trainer(cfg, train_set, ValidationData(val_images, val_gt))
@@ -70,6 +77,9 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--decay-at", type=float, default=None,
+                    help="lr *= optim.gamma after this fraction of --steps (Monodepth2: 0.75); "
+                         "default: the preset's schedule (constant lr in configs/synthetic.yaml)")
     ap.add_argument("--out", type=Path, default=Path("runs/ablation_bench"))
     ap.add_argument("overrides", nargs="*", help="extra config overrides for every run")
     args = ap.parse_args()
@@ -86,12 +96,14 @@ def main() -> int:
     test_images = [read_image(image_path(root, e)) for e in test]
     test_gt = [read_benchmark_png(benchmark_png_path(root, e.folder, e.frame, e.side)) for e in test]
 
-    rows: dict[str, list[dict]] = {}
-    for name in args.variants:
-        for seed in args.seeds:
-            r = run_variant(name, seed, args.steps, args.overrides, args.out, test_images, test_gt)
-            rows.setdefault(name, []).append(r)
+    rows: dict[str, list[dict]] = {name: [] for name in args.variants}
+    args.out.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:  # seed-major: an interrupted run still compares every variant
+        for name in args.variants:
+            r = run_variant(name, seed, args.steps, args.decay_at, args.overrides, args.out, test_images, test_gt)
+            rows[name].append({"seed": seed, **r})
             print(f"{name:9s} seed {seed}: " + ", ".join(f"{k}={v:.4f}" for k, v in r.items()), flush=True)
+            atomic_write_text(args.out / "ablation.json", json.dumps(rows, indent=2))
 
     print(f"\n{len(test)} synthetic test frames; {args.steps} steps per run at {cfg.data.width}x{cfg.data.height}, "
           f"batch {cfg.train.batch_size}, seeds {args.seeds}; mean ± std over seeds")
@@ -103,8 +115,6 @@ def main() -> int:
             v = np.array([r[k] for r in rs])
             cells.append(f"{v.mean():.4f} ± {v.std():.4f}")
         print(f"| {name} | " + " | ".join(cells) + f" | {np.mean([r['seconds'] for r in rs]):.0f} |")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ablation.json").write_text(json.dumps(rows, indent=2))
     return 0
 
 

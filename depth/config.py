@@ -100,6 +100,9 @@ class AugmentConfig:
 class OptimConfig:
     lr: float = 1e-4
     milestones: list[int] = field(default_factory=lambda: [15])  # epochs after which lr *= gamma
+    # optimiser steps after which lr *= gamma; when non-empty it replaces `milestones` (for runs
+    # whose length is set by train.max_steps on a small dataset, where an epoch is a few steps)
+    step_milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
     warmup_steps: int = 0  # linear warm-up from lr * warmup_start_factor
     warmup_start_factor: float = 1.0 / 3.0
@@ -215,7 +218,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"unknown config key {key!r}. Valid keys:\n  " + "\n  ".join(_valid_keys(Config())))
         value = item.split("=", 1)[1]
         if _field_type(key) is str:
-            # keep strings literal: YAML would read off/no/on/yes as booleans, 1e-3 as a float
+            # keep strings literal: YAML would read off/no/on/yes as booleans, 1e-3 as a float;
+            # one pair of matching quotes (key='off') is the shell-safe spelling of the same string
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
             layer = OmegaConf.create({})
             OmegaConf.update(layer, key, value, force_add=True)
         else:
@@ -290,6 +296,9 @@ def validate(cfg: Config) -> None:
     _check(o.gamma > 0, "optim.gamma", f"must be > 0, got {o.gamma}")
     _check(o.grad_clip >= 0, "optim.grad_clip", f"must be >= 0, got {o.grad_clip}")
     _check(o.warmup_steps >= 0, "optim.warmup_steps", f"must be >= 0, got {o.warmup_steps}")
+    _check(all(m >= 0 for m in o.milestones), "optim.milestones", f"epochs >= 0, got {o.milestones}")
+    _check(all(m >= 0 for m in o.step_milestones), "optim.step_milestones",
+           f"optimiser steps >= 0, got {o.step_milestones}")
     _check(t.batch_size > 0, "train.batch_size", f"must be > 0, got {t.batch_size}")
     _check(t.epochs > 0, "train.epochs", f"must be > 0, got {t.epochs}")
     _check(t.max_steps >= 0, "train.max_steps", f"must be >= 0, got {t.max_steps}")

@@ -214,7 +214,10 @@ class Trainer:
     # -- learning rate --------------------------------------------------------------------------
     def lr_at(self, step: int, epoch: int) -> float:
         o = self.cfg.optim
-        lr = o.lr * (o.gamma ** sum(epoch >= m for m in o.milestones))
+        if o.step_milestones:
+            lr = o.lr * (o.gamma ** sum(step >= m for m in o.step_milestones))
+        else:
+            lr = o.lr * (o.gamma ** sum(epoch >= m for m in o.milestones))
         if o.warmup_steps and step < o.warmup_steps:
             f0 = o.warmup_start_factor
             lr *= f0 + (1 - f0) * step / o.warmup_steps
@@ -396,7 +399,8 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             # the lr is a pure function of (step, epoch): Trainer.lr_at; stored for the record
             "scheduler": {"type": "lr_at(step, epoch)", "lr": self.lr_at(self.step_count, self.epoch),
-                          "base_lr": o.lr, "milestones": list(o.milestones), "gamma": o.gamma,
+                          "base_lr": o.lr, "milestones": list(o.milestones),
+                          "step_milestones": list(o.step_milestones), "gamma": o.gamma,
                           "warmup_steps": o.warmup_steps, "warmup_start_factor": o.warmup_start_factor},
             "scaler": self.scaler.state_dict(),
             "config": to_dict(self.cfg),

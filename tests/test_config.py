@@ -50,6 +50,13 @@ def test_preset_plus_overrides_with_type_conversion():
     assert cfg.train.num_workers == 8 and cfg.model.pretrained is True
 
 
+def test_string_overrides_stay_literal_and_accept_quotes():
+    cfg = load_config(overrides=["train.amp=off", "output.dir=1e-3"])
+    assert cfg.train.amp == "off" and cfg.output.dir == "1e-3"
+    cfg = load_config(overrides=["train.amp='off'", 'output.dir="runs/a b"'])
+    assert cfg.train.amp == "off" and cfg.output.dir == "runs/a b"
+
+
 def test_later_override_wins():
     cfg = load_config(overrides=["train.batch_size=4", "train.batch_size=6"])
     assert cfg.train.batch_size == 6
@@ -199,3 +206,18 @@ def test_smallest_valid_size_is_usable_by_the_depth_net():
     with torch.no_grad():
         out = net(torch.rand(1, 3, cfg.data.height, cfg.data.width))
     assert out.shape == (1, 1, cfg.data.height, cfg.data.width)
+
+
+def test_lr_schedule_epochs_or_steps():
+    from types import SimpleNamespace
+
+    from depth.trainer import Trainer
+
+    cfg = load_config(overrides=["optim.lr=1e-4", "optim.milestones=[15]", "optim.gamma=0.1"])
+    lr_at = lambda step, epoch: Trainer.lr_at(SimpleNamespace(cfg=cfg), step, epoch)  # noqa: E731
+    assert lr_at(10_000, 14) == pytest.approx(1e-4) and lr_at(0, 15) == pytest.approx(1e-5)
+    cfg = load_config(overrides=["optim.lr=1e-4", "optim.step_milestones=[300,400]", "optim.gamma=0.5"])
+    # step milestones replace the epoch ones: epoch 99 changes nothing, steps 300 and 400 halve
+    assert [lr_at(s, 99) for s in (0, 299, 300, 399, 400)] == pytest.approx([1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5])
+    with pytest.raises(ConfigError, match="optim.step_milestones"):
+        load_config(overrides=["optim.step_milestones=[-1]"])
