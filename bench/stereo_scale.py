@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -34,10 +33,9 @@ from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
 from depth.checkpoint import load_depth_net  # noqa: E402
 from depth.config import load_config  # noqa: E402
 from depth.evaluation import predict_disparities  # noqa: E402
-from depth.metrics import compute_depth_metrics  # noqa: E402
+from depth.metrics import compute_depth_metrics, markdown_metrics_table  # noqa: E402
 from depth.scale import stereo_scale  # noqa: E402
 
-KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 
 
 def main() -> int:
@@ -49,7 +47,7 @@ def main() -> int:
     args = ap.parse_args()
 
     overrides = [f"output.dir={args.run_dir}", *args.overrides]
-    cfg = load_config(args.config, overrides)
+    load_config(args.config, overrides)  # a bad key stops here, before any training
     seconds = None
     if not args.no_train:
         t0 = time.time()
@@ -79,10 +77,7 @@ def main() -> int:
           f"stereo_baseline {saved['data']['stereo_baseline']} -> fixed scale {scale:g})")
     if seconds is not None:
         print(f"train command wall time: {seconds / 60:.1f} min")
-    print(f"| {'':34s} | " + " | ".join(f"{k:>8s}" for k in KEYS) + " |")
-    print("|" + "-" * 36 + "|" + "|".join("-" * 10 for _ in KEYS) + "|")
-    print(f"| {f'--stereo (x{scale:g}, no median scaling)':34s} | " + " | ".join(f"{fixed[k]:8.4f}" for k in KEYS) + " |")
-    print(f"| {'median scaling':34s} | " + " | ".join(f"{median[k]:8.4f}" for k in KEYS) + " |")
+    print(markdown_metrics_table({f"--stereo (x{scale:g}, no median scaling)": fixed, "median scaling": median}))
     print(f"\nmedian ratio GT / (scaled) prediction: {median['ratio_median'] / scale:.3f} "
           f"(std {median['ratio_std']:.3f}); 1.0 = metric")
     ratio = fixed["abs_rel"] / median["abs_rel"]

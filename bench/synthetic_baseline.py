@@ -30,9 +30,8 @@ sys.path.insert(0, str(ROOT))
 from data.splits import read_split_file, split_file  # noqa: E402
 from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
 from depth.config import load_config  # noqa: E402
-from depth.metrics import compute_depth_metrics  # noqa: E402
+from depth.metrics import compute_depth_metrics, markdown_metrics_table  # noqa: E402
 
-KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 
 
 def training_gt_maps(root: Path, split: str) -> list[np.ndarray]:
@@ -87,10 +86,7 @@ def main() -> int:
     print(f"\nsynthetic test frames: {len(gt)} (model validated on {run.get('n_images')})")
     if seconds is not None:
         print(f"train command wall time: {seconds / 60:.1f} min (steps: {run['steps']})")
-    print(f"| {'':28s} | " + " | ".join(f"{k:>8s}" for k in KEYS) + " |")
-    print("|" + "-" * 30 + "|" + "|".join("-" * 10 for _ in KEYS) + "|")
-    print(f"| {'model (' + str(run['steps']) + ' steps)':28s} | " + " | ".join(f"{run[k]:8.4f}" for k in KEYS) + " |")
-    print(f"| {'prior: mean training depth':28s} | " + " | ".join(f"{prior[k]:8.4f}" for k in KEYS) + " |")
+    print(markdown_metrics_table({f"model ({run['steps']} steps)": run, "prior: mean training depth": prior}))
     ratio = run["abs_rel"] / prior["abs_rel"]
     print(f"\nabs rel ratio model / prior = {ratio:.3f}  (acceptance: <= 0.70)  "
           f"{'PASS' if ratio <= 0.7 else 'MISS'}")

@@ -481,6 +481,16 @@ def format_metrics_table(m: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown_metrics_table(rows: dict[str, dict]) -> str:
+    """A markdown table of the 7 metrics, one row per ``{label: metrics}`` entry (4 decimals)."""
+    w = max(len(label) for label in rows)
+    lines = [f"| {'':{w}s} | " + " | ".join(f"{k:>8s}" for k in METRIC_NAMES) + " |",
+             "|" + "-" * (w + 2) + "|" + "|".join("-" * 10 for _ in METRIC_NAMES) + "|"]
+    lines += [f"| {label:{w}s} | " + " | ".join(f"{m[k]:8.4f}" for k in METRIC_NAMES) + " |"
+              for label, m in rows.items()]
+    return "\n".join(lines)
+
+
 def warmup() -> None:
     """Compile (or load from the cache) the kernels on a tiny problem."""
     from data.velodyne import SparseGT

@@ -163,3 +163,13 @@ def test_perfect_prediction():
     res = compute_depth_metrics(disp, g, garg_crop=False)  # same size: no resize, exact up to scale
     assert res["abs_rel"] < 1e-6 and res["a1"] == 1.0
     assert res["ratio_median"] == pytest.approx(0.5, rel=1e-6)
+
+
+def test_markdown_metrics_table_rows_and_values():
+    from depth.metrics import METRIC_NAMES, markdown_metrics_table
+
+    a = {k: i + 0.5 for i, k in enumerate(METRIC_NAMES)}
+    lines = markdown_metrics_table({"model": a, "a longer label": {k: 0.0 for k in METRIC_NAMES}}).splitlines()
+    assert len(lines) == 4 and lines[0].split("|")[2].strip() == "abs_rel"
+    assert [c.strip() for c in lines[2].split("|")[1:-1]] == ["model"] + [f"{i + 0.5:.4f}" for i in range(7)]
+    assert len({len(line) for line in lines}) == 1  # columns aligned
