@@ -5,9 +5,14 @@ several seeds, then scored on the synthetic test drive (Eigen protocol, median s
 
 * abs rel / sq rel / RMSE / δ1 on the full image, and
 * the zoom-robustness gap (METHOD §7): abs rel when predicting on the 2x centre zoom minus abs rel
-  of the full-image prediction cropped to the same window. A scale-invariant model has gap ~ 0.
+  of the full-image prediction cropped to the same window. A scale-invariant model has gap ~ 0;
+* the zoom depth shift (``depth.evaluation.zoom_robustness``): median over images of
+  median(zoomed depth) / median(cropped depth) on the same GT pixels. Per-image median scaling
+  removes any global depth change from the gap; the shift shows it: 1 = zooming does not move the
+  predicted scene, 0.5 = depth follows apparent size (the bias zoom imitation is meant to remove).
 
     python bench/ablation.py [--steps 300] [--seeds 0 1] [--variants baseline zoom dca zoom_dca]
+    python bench/ablation.py --no-train --seeds 0 1   # rescore the checkpoints already in --out
 
 lr schedule: the preset's (constant in configs/synthetic.yaml); ``--decay-at F`` drops it by
 ``optim.gamma`` after the fraction F of the steps (``optim.step_milestones``).
@@ -31,8 +36,10 @@ from data.kitti import image_path, read_image  # noqa: E402
 from data.splits import read_split_file, split_file  # noqa: E402
 from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
 from depth.atomic import atomic_write_text  # noqa: E402
+from depth.checkpoint import load_depth_net  # noqa: E402
 from depth.config import load_config  # noqa: E402
-from depth.evaluation import scale_robustness  # noqa: E402
+from depth.evaluation import predict_disparities, zoom_robustness  # noqa: E402
+from depth.metrics import compute_depth_metrics  # noqa: E402
 from depth.trainer import Trainer, ValidationData  # noqa: E402
 
 VARIANTS = {
@@ -41,23 +48,21 @@ VARIANTS = {
     "dca": ["model.dca=true"],
     "zoom_dca": ["augment.zoom_prob=0.5", "model.dca=true"],
 }
-COLS = ("abs_rel", "sq_rel", "rmse", "a1", "gap")
+COLS = ("abs_rel", "sq_rel", "rmse", "a1", "gap", "depth_shift")
 
 
-def run_variant(name: str, seed: int, steps: int, decay_at: float | None, extra: list[str], out: Path, test_images,
-                test_gt) -> dict:
-    cfg = load_config(ROOT / "configs" / "synthetic.yaml", [
+def variant_config(name: str, seed: int, steps: int, decay_at: float | None, extra: list[str], out: Path):
+    return load_config(ROOT / "configs" / "synthetic.yaml", [
         f"train.seed={seed}", f"train.max_steps={steps}", f"output.dir={out / f'{name}_s{seed}'}",
         *([f"optim.step_milestones=[{int(round(decay_at * steps))}]"] if decay_at else []),
         # validate and save once, at the end (0 would mean "every epoch": a few steps here)
         f"train.val_every={steps}", f"train.checkpoint_every={steps}", "train.image_every=0", "train.progress=false",
         *VARIANTS[name], *extra])
-    train_set, val_images, val_gt = build_training_data(cfg.data, cfg.augment, cfg.train.seed)
-    trainer = Trainer(cfg, train_set, ValidationData(val_images, val_gt))
-    t0 = time.time()
-    result = trainer.fit()
-    seconds = time.time() - t0
-    net = trainer.depth_net.eval()
+
+
+def score(net, cfg, test_images, test_gt, full: dict | None = None) -> dict:
+    """Full-image metrics (unless given) and the zoom-robustness figures of one trained net."""
+    net = net.eval()
 
     @torch.no_grad()
     def predict(x):
@@ -65,11 +70,24 @@ def run_variant(name: str, seed: int, steps: int, decay_at: float | None, extra:
 
     size = (cfg.data.width, cfg.data.height)
     kw = dict(min_depth=cfg.model.min_depth, max_depth=cfg.model.max_depth)
-    zoomed = scale_robustness(predict, test_images, test_gt, size, 2.0, "zoom", **kw)
-    cropped = scale_robustness(predict, test_images, test_gt, size, 2.0, "crop", **kw)
-    return {**{k: result[k] for k in ("abs_rel", "sq_rel", "rmse", "a1")},
-            "zoom_abs_rel": zoomed["abs_rel"], "crop_abs_rel": cropped["abs_rel"],
-            "gap": zoomed["abs_rel"] - cropped["abs_rel"], "seconds": seconds}
+    if full is None:
+        full = compute_depth_metrics(predict_disparities(predict, test_images, size, **kw), test_gt)
+    return {**{k: full[k] for k in ("abs_rel", "sq_rel", "rmse", "a1")},
+            **zoom_robustness(predict, test_images, test_gt, size, 2.0, **kw)}
+
+
+def run_variant(name: str, seed: int, steps: int, decay_at: float | None, extra: list[str], out: Path, test_images,
+                test_gt, train: bool = True) -> dict:
+    cfg = variant_config(name, seed, steps, decay_at, extra, out)
+    if not train:
+        net, _ = load_depth_net(Path(cfg.output.dir) / "checkpoints", map_location="cpu")
+        return {**score(net, cfg, test_images, test_gt), "seconds": float("nan")}
+    train_set, val_images, val_gt = build_training_data(cfg.data, cfg.augment, cfg.train.seed)
+    trainer = Trainer(cfg, train_set, ValidationData(val_images, val_gt))
+    t0 = time.time()
+    result = trainer.fit()  # validation = the synthetic test frames
+    seconds = time.time() - t0
+    return {**score(trainer.depth_net, cfg, test_images, test_gt, full=result), "seconds": seconds}
 
 
 def main() -> int:
@@ -81,6 +99,8 @@ def main() -> int:
                     help="lr *= optim.gamma after this fraction of --steps (Monodepth2: 0.75); "
                          "default: the preset's schedule (constant lr in configs/synthetic.yaml)")
     ap.add_argument("--out", type=Path, default=Path("runs/ablation_bench"))
+    ap.add_argument("--no-train", action="store_true",
+                    help="score the checkpoints of an earlier run in --out (same --steps/--seeds) instead of training")
     ap.add_argument("overrides", nargs="*", help="extra config overrides for every run")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -100,15 +120,18 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:  # seed-major: an interrupted run still compares every variant
         for name in args.variants:
-            r = run_variant(name, seed, args.steps, args.decay_at, args.overrides, args.out, test_images, test_gt)
+            r = run_variant(name, seed, args.steps, args.decay_at, args.overrides, args.out, test_images, test_gt,
+                            train=not args.no_train)
             rows[name].append({"seed": seed, **r})
             print(f"{name:9s} seed {seed}: " + ", ".join(f"{k}={v:.4f}" for k, v in r.items()), flush=True)
-            atomic_write_text(args.out / "ablation.json", json.dumps(rows, indent=2))
+            atomic_write_text(args.out / ("ablation_rescored.json" if args.no_train else "ablation.json"),
+                              json.dumps(rows, indent=2))
 
     print(f"\n{len(test)} synthetic test frames; {args.steps} steps per run at {cfg.data.width}x{cfg.data.height}, "
           f"batch {cfg.train.batch_size}, seeds {args.seeds}; mean ± std over seeds")
-    print("| variant | abs rel | sq rel | RMSE | δ1 | zoom gap (2x zoom − crop abs rel) | s/run |")
-    print("|---|---|---|---|---|---|---|")
+    print("| variant | abs rel | sq rel | RMSE | δ1 | zoom gap (2x zoom − crop abs rel) | zoom depth shift (1 = invariant) "
+          "| s/run |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, rs in rows.items():
         cells = []
         for k in COLS:

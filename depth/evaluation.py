@@ -22,6 +22,7 @@ __all__ = [
     "predict_disparities",
     "zoom_post_process",
     "scale_robustness",
+    "zoom_robustness",
     "ZOOM_PP_FACTORS",
     "dump_xyz",
     "compute_ate",
@@ -200,6 +201,32 @@ def scale_robustness(predict: Callable, images: Sequence[np.ndarray], gt, size_w
                                zoom=zoom if mode == "zoom" else None)
     fn = compute_depth_metrics_per_image if per_image else compute_depth_metrics
     return fn(disp, gt, windows=windows, pred_in_window=(mode == "zoom"), **metric_kwargs)
+
+
+def zoom_robustness(predict: Callable, images: Sequence[np.ndarray], gt, size_wh: tuple[int, int],
+                    zoom: float = 2.0, **kwargs) -> dict:
+    """Both halves of the scale test and what they say about apparent size.
+
+    Returns ``zoom_abs_rel`` and ``crop_abs_rel`` (:func:`scale_robustness` in each mode), their
+    ``gap`` (zoom - crop) and ``depth_shift``: the median over images of
+    ``median(zoomed depth) / median(cropped depth)`` on the same GT pixels (the ratio of the two
+    per-image median-scaling factors, crop / zoom). Per-image median scaling hides a global
+    change of predicted depth, so the gap alone cannot see a network that reads depth from
+    apparent size; ``depth_shift`` can: ``1`` = zooming leaves the predicted depth unchanged (the
+    camera zoomed, the scene did not move), ``1/zoom`` = depth follows apparent size. Keyword
+    arguments go to :func:`scale_robustness` (``per_image`` is set here; without median scaling
+    ``depth_shift`` is NaN).
+    """
+    from depth.metrics import aggregate_metrics
+
+    kwargs.pop("per_image", None)
+    zoomed = scale_robustness(predict, images, gt, size_wh, zoom, "zoom", per_image=True, **kwargs)
+    cropped = scale_robustness(predict, images, gt, size_wh, zoom, "crop", per_image=True, **kwargs)
+    z, c = aggregate_metrics(zoomed), aggregate_metrics(cropped)
+    ok = (zoomed["n_valid"] > 0) & np.isfinite(zoomed["ratio"]) & np.isfinite(cropped["ratio"])
+    shift = float(np.median(cropped["ratio"][ok] / zoomed["ratio"][ok])) if ok.any() else float("nan")
+    return {"zoom_abs_rel": z["abs_rel"], "crop_abs_rel": c["abs_rel"], "gap": z["abs_rel"] - c["abs_rel"],
+            "depth_shift": shift}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import torch
 from data.velodyne import SparseGT, save_sparse_gt
 from depth.evaluation import (batch_post_process_disparity, centre_window, compute_ate, dump_xyz,
                               gt_local_poses, load_odometry_poses, predict_disparities, scale_robustness,
-                              snippet_ates, zoom_post_process)
+                              snippet_ates, zoom_post_process, zoom_robustness)
 from depth.metrics import compute_depth_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,6 +86,41 @@ def test_scale_robustness_modes(mode):
         disp = predict_disparities(_brightness_predict, imgs, (100, 30), zoom=2.0)
     ref = compute_depth_metrics(disp, gts, windows=wins, pred_in_window=(mode == "zoom"), garg_crop=False)
     assert res == pytest.approx(ref)
+
+
+def _ramp_scene(n=2):
+    rng = np.random.default_rng(3)
+    rows = np.linspace(40, 210, 60)[:, None, None]  # brightness encodes the scene row
+    imgs = [np.broadcast_to(rows, (60, 200, 3)).astype(np.uint8).copy() for _ in range(n)]
+    gts = [np.where(rng.random((60, 200)) < 0.5, rng.uniform(1, 70, (60, 200)), 0).astype(np.float32)
+           for _ in range(n)]
+    return imgs, gts
+
+
+def test_zoom_robustness_content_network_is_zoom_invariant():
+    imgs, gts = _ramp_scene()
+    res = zoom_robustness(_brightness_predict, imgs, gts, (100, 30), 2.0, garg_crop=False)
+    # depth is a function of what is seen, not of how large it looks: zooming changes nothing
+    assert res["depth_shift"] == pytest.approx(1.0, abs=0.02)
+    assert abs(res["gap"]) < 0.02
+    assert res["gap"] == pytest.approx(res["zoom_abs_rel"] - res["crop_abs_rel"])
+    ref = scale_robustness(_brightness_predict, imgs, gts, (100, 30), 2.0, mode="zoom", garg_crop=False)
+    assert res["zoom_abs_rel"] == pytest.approx(ref["abs_rel"])
+
+
+def test_zoom_robustness_sees_a_network_that_reads_apparent_size():
+    imgs, gts = _ramp_scene()
+
+    def size_predict(x):  # constant disparity proportional to how large the ramp looks (2x when zoomed 2x)
+        spread = x.mean(1).amax((1, 2)) - x.mean(1).amin((1, 2))
+        return (0.05 / spread).view(-1, 1, 1, 1).expand(-1, 1, x.shape[2], x.shape[3])
+
+    res = zoom_robustness(size_predict, imgs, gts, (100, 30), 2.0, garg_crop=False, min_depth=0.1, max_depth=100.0)
+    # hand-computed: spread 170/255 full, ~85/255 zoomed; disp = 0.01 + 9.99 * 0.05 / spread
+    full = 0.01 + 9.99 * 0.05 / (170 / 255)
+    zoomed = 0.01 + 9.99 * 0.05 / (85 / 255)
+    assert res["depth_shift"] == pytest.approx(full / zoomed, abs=0.02)  # ~0.5: depth follows apparent size
+    assert abs(res["gap"]) < 1e-3  # ...which per-image median scaling hides from the gap
 
 
 def test_ate_perfect_and_known_perturbation():

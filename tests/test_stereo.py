@@ -96,17 +96,17 @@ def test_baseline_convention_config_to_dataset_and_eval_scale(tiny_synthetic):
                       [f"data.root={tiny_synthetic}", f"data.split={tiny_synthetic / 'splits'}",
                        "data.synthetic.generate=false", "data.val_gt=none"])
     assert cfg.data.stereo and cfg.data.frame_ids == [0, -1, 1]
-    assert stereo_scale(cfg) == pytest.approx(1.0)  # metric baseline: depth in metres
-    assert stereo_scale(to_dict(cfg)) == pytest.approx(1.0)  # as stored in a checkpoint
+    assert stereo_scale(cfg) == pytest.approx(27.0)  # the preset: 0.02 in the loss, 27 m per unit
+    assert stereo_scale(to_dict(cfg)) == pytest.approx(27.0)  # as stored in a checkpoint
     train_set, _, _ = build_training_data(cfg.data, cfg.augment, 0)
-    assert train_set[0]["T_stereo"].abs()[0, 3].item() == pytest.approx(0.54)
-    # Monodepth2's convention: 0.1 in the loss, x5.4 at evaluation
-    cfg01 = load_config("configs/synthetic_stereo.yaml",
-                        [f"data.root={tiny_synthetic}", f"data.split={tiny_synthetic / 'splits'}",
-                         "data.synthetic.generate=false", "data.val_gt=none", "data.stereo_baseline=0.1"])
-    assert stereo_scale(cfg01) == pytest.approx(5.4)
-    train_set, _, _ = build_training_data(cfg01.data, cfg01.augment, 0)
-    assert train_set[0]["T_stereo"].abs()[0, 3].item() == pytest.approx(0.1)
+    assert train_set[0]["T_stereo"].abs()[0, 3].item() == pytest.approx(0.02)
+    for baseline, factor in ((0.1, 5.4), (0.54, 1.0)):  # Monodepth2's convention; metric units
+        cfg_b = load_config("configs/synthetic_stereo.yaml",
+                            [f"data.root={tiny_synthetic}", f"data.split={tiny_synthetic / 'splits'}",
+                             "data.synthetic.generate=false", "data.val_gt=none", f"data.stereo_baseline={baseline}"])
+        assert stereo_scale(cfg_b) == pytest.approx(factor)
+        train_set, _, _ = build_training_data(cfg_b.data, cfg_b.augment, 0)
+        assert train_set[0]["T_stereo"].abs()[0, 3].item() == pytest.approx(baseline)
     # monocular models have no stereo scale; old checkpoints without the keys trained with 0.54
     assert stereo_scale(load_config(None, [])) is None
     assert stereo_scale({"data": {"stereo": True}}) == pytest.approx(1.0)
