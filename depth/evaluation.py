@@ -214,16 +214,15 @@ def zoom_robustness(predict: Callable, images: Sequence[np.ndarray], gt, size_wh
     change of predicted depth, so the gap alone cannot see a network that reads depth from
     apparent size; ``depth_shift`` can: ``1`` = zooming leaves the predicted depth unchanged (the
     camera zoomed, the scene did not move), ``1/zoom`` = depth follows apparent size. Keyword
-    arguments go to :func:`scale_robustness` (``per_image`` is set here; without median scaling
-    ``depth_shift`` is NaN).
+    arguments go to :func:`scale_robustness` except ``per_image`` (set here); without median
+    scaling ``depth_shift`` is NaN.
     """
     from depth.metrics import aggregate_metrics
 
-    kwargs.pop("per_image", None)
     zoomed = scale_robustness(predict, images, gt, size_wh, zoom, "zoom", per_image=True, **kwargs)
     cropped = scale_robustness(predict, images, gt, size_wh, zoom, "crop", per_image=True, **kwargs)
     z, c = aggregate_metrics(zoomed), aggregate_metrics(cropped)
-    ok = (zoomed["n_valid"] > 0) & np.isfinite(zoomed["ratio"]) & np.isfinite(cropped["ratio"])
+    ok = np.isfinite(zoomed["ratio"]) & np.isfinite(cropped["ratio"])  # NaN: no valid pixel
     shift = float(np.median(cropped["ratio"][ok] / zoomed["ratio"][ok])) if ok.any() else float("nan")
     return {"zoom_abs_rel": z["abs_rel"], "crop_abs_rel": c["abs_rel"], "gap": z["abs_rel"] - c["abs_rel"],
             "depth_shift": shift}
