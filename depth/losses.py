@@ -69,18 +69,23 @@ def smoothness_first_order(disp: Tensor, image: Tensor, edge_weight: float = 1.0
 
 def smoothness_second_order(disp: Tensor, image: Tensor, edge_weight: float = 0.5,
                             normalise: bool = True) -> Tensor:
-    """Second-order edge-aware smoothness: ``|dxx|, |dxy|`` weighted by ``exp(-w|dx I|)``,
-    ``|dyx|, |dyy|`` by ``exp(-w|dy I|)`` (weights cropped to each term's support), summed means."""
+    """Second-order edge-aware smoothness (the dabnet ``smooth2``, METHOD §3), on ``d / mean(d)``:
+
+    ``sum over (xx, xy, yx, yy) of mean |dd d| * exp(-w |dd I|)``, where each second-order
+    disparity gradient is weighted by the **same** second-order image gradient (``|dd I|``
+    averaged over colour channels). ``dxy`` is the y-difference of the x-difference (and ``dyx``
+    the x-difference of the y-difference); forward differences, so ``dxx`` has width ``W - 2``.
+    """
     if normalise:
         disp = disp / (disp.mean((2, 3), keepdim=True) + 1e-7)
     ddx, ddy = _grads(disp)
-    dxx, dxy = _grads(ddx)
-    dyx, dyy = _grads(ddy)
     idx, idy = _grads(image)
-    wx = torch.exp(-edge_weight * idx.abs().mean(1, keepdim=True))
-    wy = torch.exp(-edge_weight * idy.abs().mean(1, keepdim=True))
-    return ((dxx.abs() * wx[:, :, :, :-1]).mean() + (dxy.abs() * wx[:, :, :-1, :]).mean()
-            + (dyx.abs() * wy[:, :, :, :-1]).mean() + (dyy.abs() * wy[:, :, :-1, :]).mean())
+    total = 0.0
+    for d_first, i_first in ((ddx, idx), (ddy, idy)):
+        for d_second, i_second in zip(_grads(d_first), _grads(i_first)):
+            weight = torch.exp(-edge_weight * i_second.abs().mean(1, keepdim=True))
+            total = total + (d_second.abs() * weight).mean()
+    return total
 
 
 @dataclass
@@ -109,6 +114,7 @@ def self_supervised_loss(
     automask: bool = True,
     min_reprojection_loss: bool = True,
     K_sources: list[Tensor | None] | None = None,
+    noise_generator: torch.Generator | None = None,
 ) -> LossTerms:
     """The photometric reprojection loss of one batch.
 
@@ -119,9 +125,11 @@ def self_supervised_loss(
         K: ``(B, 3, 3)`` target intrinsics at ``H x W``; ``T_src_tgt``: one ``(B, 4, 4)`` per source.
         recipe: ``"baseline"`` (Monodepth2: every scale upsampled to full resolution, L1, first-order
             smoothness with weight ``smoothness_weight / 2^s`` on the image at scale s, loss averaged
-            over scales) or ``"dabnet"`` (finest output only, Charbonnier L1, first + 0.5 x second
-            order smoothness with ``exp(-0.5 |dI|)`` weights).
+            over scales) or ``"dabnet"`` (finest output only, Charbonnier L1, first + second
+            order smoothness, ``smooth1 + smooth2`` with equal weights, each gradient weighted by
+            ``exp(-0.5 |dI|)`` of the image gradient of the same order and direction).
         K_sources: optional per-source intrinsics (stereo rigs with different cameras).
+        noise_generator: generator of the auto-masking tie-break noise (default: torch's global one).
     """
     if recipe not in ("baseline", "dabnet"):
         raise ValueError(f"loss.recipe must be 'baseline' or 'dabnet', got {recipe!r}")
@@ -152,14 +160,15 @@ def self_supervised_loss(
             ident = None if identity is None else [torch.cat(identity, 1).mean(1, keepdim=True)]
         else:
             ident = identity
-        photo, mask = min_reprojection(reprojection, ident)
+        photo, mask = min_reprojection(reprojection, ident, generator=noise_generator)
         if recipe == "baseline":
             image_s = target if disp.shape[-2:] == (h, w) else F.interpolate(
                 target, disp.shape[-2:], mode="area")
             smooth = smoothness_first_order(disp, image_s, 1.0) * smoothness_weight / (2 ** scale)
         else:
+            # smooth1 + smooth2 with equal weights; 0.5 is the edge coefficient, not a term weight
             smooth = smoothness_weight * (smoothness_first_order(disp, target, 0.5)
-                                          + 0.5 * smoothness_second_order(disp, target, 0.5))
+                                          + smoothness_second_order(disp, target, 0.5))
         photo_total = photo_total + photo
         smooth_total = smooth_total + smooth
         if scale == 0:

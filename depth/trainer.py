@@ -80,9 +80,27 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+RANDOM_STREAMS = ("global", "zoom", "automask")
+
+
+def stream_seed(seed: int, step: int, rank: int, stream: str) -> int:
+    """The seed of one random consumer at optimiser step ``step`` on rank ``rank``.
+
+    Each consumer has its own stream, derived with ``numpy.random.SeedSequence`` from
+    ``(seed, step, rank, stream)``: ``global`` seeds torch's global generator (dropout, e.g. the
+    DCA's ``Dropout2d``), ``zoom`` the zoom-imitation draws, ``automask`` the auto-masking tie-break
+    noise. Streams never share a seed, so the zoom draws do not correlate with dropout masks and do
+    not change when a network with or without dropout is trained. Returns a 63-bit integer.
+    """
+    if stream not in RANDOM_STREAMS:
+        raise ValueError(f"unknown random stream {stream!r}; one of {RANDOM_STREAMS}")
+    words = np.random.SeedSequence([seed % 2 ** 63, step, rank, RANDOM_STREAMS.index(stream)]).generate_state(2)
+    return (int(words[0]) & 0x7FFF_FFFF) << 32 | int(words[1])
+
+
 def step_seed(seed: int, step: int, rank: int = 0) -> int:
-    """The torch seed of optimiser step ``step`` on rank ``rank`` (dropout, auto-mask noise)."""
-    return seed * 1_000_003 + step * 7919 + rank
+    """The seed of torch's global generator at optimiser step ``step`` on rank ``rank`` (dropout)."""
+    return stream_seed(seed, step, rank, "global")
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -243,14 +261,13 @@ class Trainer:
         K = batch["K"].to(self.device).float()
         frame_ids = tuple(cfg.data.frame_ids)
 
+        step = self.step_count if step is None else step
         depth_in = color_aug[:, 0]
         if cfg.augment.zoom_prob > 0:
-            from depth.zoom import sample_zoom_boxes, zoom_images, zoom_intrinsics
+            from depth.zoom import zoom_images, zoom_intrinsics
 
             b, _, _, h, w = color.shape
-            gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + (step or 0) * 7919 + rank)
-            boxes = sample_zoom_boxes(b, h, w, cfg.augment.zoom_prob, cfg.augment.zoom_min_scale, gen)
-            boxes = boxes.to(self.device)
+            boxes = self.zoom_boxes(step, rank, b, h, w).to(self.device)
             color = zoom_images(color, boxes)
             depth_in = zoom_images(depth_in, boxes)
             K = zoom_intrinsics(K, boxes, h, w)
@@ -266,12 +283,23 @@ class Trainer:
         if cfg.data.stereo:
             poses.append(batch["T_stereo"].to(self.device).float())
         sources = [color[:, i] for i in range(1, color.shape[1])]
+        noise = torch.Generator(device=self.device).manual_seed(
+            stream_seed(cfg.train.seed, step, rank, "automask"))
         terms = self_supervised_loss(
             disparities, color[:, 0], sources, K, poses, recipe=cfg.loss.recipe,
             min_depth=cfg.model.min_depth, max_depth=cfg.model.max_depth, ssim_weight=cfg.loss.ssim_weight,
             smoothness_weight=cfg.loss.smoothness_weight, automask=cfg.loss.automask,
-            min_reprojection_loss=cfg.loss.min_reprojection)
+            min_reprojection_loss=cfg.loss.min_reprojection, noise_generator=noise)
         return terms, disparities
+
+    def zoom_boxes(self, step: int, rank: int, batch: int, height: int, width: int) -> Tensor:
+        """The zoom-imitation crop boxes of step ``step`` on rank ``rank`` (CPU, ``(batch, 4)``),
+        drawn from the ``zoom`` stream alone (:func:`stream_seed`)."""
+        from depth.zoom import sample_zoom_boxes
+
+        a = self.cfg.augment
+        gen = torch.Generator().manual_seed(stream_seed(self.cfg.train.seed, step, rank, "zoom"))
+        return sample_zoom_boxes(batch, height, width, a.zoom_prob, a.zoom_min_scale, gen)
 
     def _begin_step(self) -> float:
         lr = self.lr_at(self.step_count, self.epoch)
@@ -299,7 +327,8 @@ class Trainer:
         """One optimiser step on this rank's part of the global batch; None if it was skipped
         (non-finite loss with ``train.nan_policy=skip``)."""
         self._begin_step()
-        # Per-step seeding makes dropout and auto-mask noise a function of (step, rank) alone.
+        # Per-step seeding makes dropout a function of (step, rank) alone (zoom and auto-mask noise
+        # have their own streams: stream_seed).
         torch.manual_seed(step_seed(self.cfg.train.seed, self.step_count, self.rank))
         skip_policy = self.cfg.train.nan_policy == "skip"
         if skip_policy:  # a skipped step must not leave its BatchNorm statistics behind either

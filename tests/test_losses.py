@@ -109,6 +109,44 @@ def test_smoothness_second_order_mixed_term():
     assert smoothness_second_order(d, img, normalise=False).item() == pytest.approx(2.0)
 
 
+def test_smoothness_second_order_weighted_by_same_order_image_gradient():
+    """dxx of d = (x+1)^2 is 2; the image I = a x^2 (all channels) has Ixx = 2a everywhere but a
+    first-order gradient that grows with x: the weight must be exp(-0.5 * 2a), hand-computed."""
+    w, a = 6, 0.1
+    x = torch.arange(w, dtype=torch.float64)
+    d = ((x + 1) ** 2).view(1, 1, 1, w).expand(1, 1, 4, w).clone()
+    img = (a * x ** 2).view(1, 1, 1, w).expand(1, 3, 4, w).clone()
+    expected = 2 * math.exp(-0.5 * 2 * a)  # only dxx is non-zero
+    assert smoothness_second_order(d, img, 0.5, normalise=False).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_smoothness_second_order_mixed_term_weighted_by_mixed_image_gradient():
+    """d = u v and I = b u v: dxy = dyx = 1 and Ixy = Iyx = b (Ix = b v varies by row), so the
+    value is 2 exp(-0.5 b); weighting by first-order gradients would give a row-dependent mean."""
+    b = 0.3
+    v, u = torch.meshgrid(torch.arange(4.0, dtype=torch.float64), torch.arange(5.0, dtype=torch.float64),
+                          indexing="ij")
+    d = (u * v)[None, None]
+    img = (b * u * v)[None, None].expand(1, 3, 4, 5).clone()
+    expected = 2 * math.exp(-0.5 * b)
+    assert smoothness_second_order(d, img, 0.5, normalise=False).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_dabnet_smoothness_is_smooth1_plus_smooth2_times_weight():
+    """dabnet: smoothness = 1e-3 * (smooth1 + smooth2), equal term weights, edge coefficient 0.5."""
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 16, 24, dtype=torch.float64)
+    sources = [torch.rand(2, 3, 16, 24, dtype=torch.float64)]
+    disp = torch.rand(2, 1, 16, 24, dtype=torch.float64) * 0.5 + 0.2
+    K = torch.tensor([[20.0, 0, 12], [0, 20, 8], [0, 0, 1]], dtype=torch.float64).expand(2, 3, 3)
+    T = torch.eye(4, dtype=torch.float64).expand(2, 4, 4).clone()
+    terms = self_supervised_loss([disp], target, sources, K, [T], recipe="dabnet", smoothness_weight=1e-3)
+    s1 = smoothness_first_order(disp, target, 0.5)
+    s2 = smoothness_second_order(disp, target, 0.5)
+    assert terms.smoothness.item() == pytest.approx(1e-3 * (s1 + s2).item(), rel=1e-12)
+    assert s2.item() > 0.1 * s1.item()  # both terms matter in this case
+
+
 # ---------------------------------------------------------------- self-supervised loss on a synthetic pair
 
 
