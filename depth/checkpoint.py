@@ -129,13 +129,21 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 def build_depth_net(cfg):
     from depth.networks import DepthNet
 
-    return DepthNet(cfg.model.num_layers, pretrained=False, scales=tuple(cfg.model.scales), dca=cfg.model.dca)
+    from depth.geometry import depth_to_sigmoid
+
+    m = cfg.model
+    net = DepthNet(m.num_layers, pretrained=False, scales=tuple(m.scales), dca=m.dca)
+    if m.init_depth > 0:
+        net.decoder.init_disparity(depth_to_sigmoid(m.init_depth, m.min_depth, m.max_depth))
+    return net
 
 
 def build_pose_net(cfg):
     from depth.networks import PoseNet
 
-    return PoseNet(cfg.model.num_layers, pretrained=False)
+    m = cfg.model
+    return PoseNet(m.num_layers, pretrained=False, rotation_scale=m.pose_rotation_scale,
+                   translation_scale=m.pose_translation_scale)
 
 
 def load_depth_net(path: str | Path, map_location="cpu"):

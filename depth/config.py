@@ -71,8 +71,14 @@ class ModelConfig:
     weights_path: str = ""  # optional local ImageNet state dict
     scales: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
     dca: bool = False  # dynamic cross-attention decoder (single full-resolution output)
+    pose_rotation_scale: float = 0.01  # the pose decoder's axis-angle output is multiplied by this (Monodepth2 0.01)
+    pose_translation_scale: float = 0.01  # ... and its translation output by this (Monodepth2 0.01)
     min_depth: float = 0.1
     max_depth: float = 100.0
+    # Scratch-training initialisation: an untrained depth net predicts about init_depth (training
+    # units) everywhere: the disparity heads' biases start at the matching logit. 0 = PyTorch's
+    # default init (sigmoid ~0.5, depth ~2 min_depth = 0.2).
+    init_depth: float = 0.0
 
 
 @dataclass
@@ -283,6 +289,10 @@ def validate(cfg: Config) -> None:
            f"auto | benchmark | velodyne | none, got {d.val_gt!r}")
     _check(len(d.frame_ids) > 1 or d.stereo, "data.frame_ids", "needs a source frame (or data.stereo=true)")
     _check(0 < m.min_depth < m.max_depth, "model.min_depth/max_depth", f"need 0 < min < max, got {m.min_depth}, {m.max_depth}")
+    _check(m.init_depth == 0 or m.min_depth < m.init_depth < m.max_depth, "model.init_depth",
+           f"0 (default init) or between model.min_depth and model.max_depth, got {m.init_depth}")
+    _check(m.pose_translation_scale > 0 and m.pose_rotation_scale > 0, "model.pose_*_scale",
+           f"must be > 0, got {m.pose_rotation_scale}, {m.pose_translation_scale}")
     _check(m.num_layers in (18, 34, 50), "model.num_layers", f"18 | 34 | 50, got {m.num_layers}")
     _check(len(m.scales) > 0 and all(0 <= s <= 3 for s in m.scales), "model.scales", f"subset of 0..3, got {m.scales}")
     _check(l.recipe in ("baseline", "dabnet"), "loss.recipe", f"baseline | dabnet, got {l.recipe!r}")

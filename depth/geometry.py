@@ -162,6 +162,14 @@ def disp_to_depth(sigmoid: Tensor, min_depth: float = 0.1, max_depth: float = 10
     return disp, 1.0 / disp
 
 
+def depth_to_sigmoid(depth: float, min_depth: float = 0.1, max_depth: float = 100.0) -> float:
+    """The network sigmoid that :func:`disp_to_depth` maps to ``depth`` (its inverse), for
+    ``min_depth < depth < max_depth``."""
+    if not min_depth < depth < max_depth:
+        raise ValueError(f"depth must lie strictly between {min_depth} and {max_depth}, got {depth}")
+    return (1.0 / depth - 1.0 / max_depth) / (1.0 / min_depth - 1.0 / max_depth)
+
+
 def depth_to_disp(depth: Tensor) -> Tensor:
     """Inverse depth; the scaled disparity of a depth map."""
     return 1.0 / depth

@@ -11,6 +11,8 @@ produces a single full-resolution sigmoid disparity (METHOD §5).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -49,6 +51,21 @@ class DepthDecoder(nn.Module):
                                              x2_channels=NUM_CH_DEC[1], enc_channels=self.num_ch_enc[-1],
                                              dropout=dca_dropout)
             self.head = DCAHead(NUM_CH_DEC[1])
+
+    def disparity_heads(self) -> list[nn.Conv2d]:
+        """The convolutions whose outputs go through the sigmoid (one per scale, or the DCA head's)."""
+        if self.dca_enabled:
+            return [self.head.disp.conv]
+        return [self.convs[f"dispconv_{s}"].conv for s in self.scales]
+
+    def init_disparity(self, sigmoid: float) -> None:
+        """Set the disparity heads' biases to ``logit(sigmoid)`` so that an untrained network
+        outputs about ``sigmoid`` everywhere (PyTorch's default init gives ~0.5)."""
+        if not 0.0 < sigmoid < 1.0:
+            raise ValueError(f"sigmoid must be in (0, 1), got {sigmoid}")
+        with torch.no_grad():
+            for conv in self.disparity_heads():
+                conv.bias.fill_(math.log(sigmoid / (1.0 - sigmoid)))
 
     def forward(self, features: list[Tensor], out_size: tuple[int, int] | None = None) -> list[Tensor]:
         """Encoder features (1/2 .. 1/32) -> sigmoid disparities, one per scale, finest first.

@@ -11,10 +11,13 @@ __all__ = ["PoseDecoder", "PoseNet"]
 
 
 class PoseDecoder(nn.Module):
-    """1x1 conv 512->256, ReLU, two 3x3 conv 256 + ReLU, 1x1 conv -> 6, spatial mean, x0.01."""
+    """1x1 conv 512->256, ReLU, two 3x3 conv 256 + ReLU, 1x1 conv -> 6, spatial mean, then the
+    axis-angle part times ``rotation_scale`` and the translation part times ``translation_scale``
+    (Monodepth2: 0.01 for both)."""
 
-    def __init__(self, in_channels: int):
+    def __init__(self, in_channels: int, rotation_scale: float = 0.01, translation_scale: float = 0.01):
         super().__init__()
+        self.rotation_scale, self.translation_scale = float(rotation_scale), float(translation_scale)
         self.convs = nn.ModuleDict({
             "squeeze": nn.Conv2d(in_channels, 256, 1),
             "pose_0": nn.Conv2d(256, 256, 3, 1, 1),
@@ -27,8 +30,8 @@ class PoseDecoder(nn.Module):
         x = self.relu(self.convs["squeeze"](feature))
         x = self.relu(self.convs["pose_0"](x))
         x = self.relu(self.convs["pose_1"](x))
-        x = self.convs["pose_2"](x).mean(dim=(2, 3)) * 0.01
-        return x[:, :3], x[:, 3:]
+        x = self.convs["pose_2"](x).mean(dim=(2, 3))
+        return x[:, :3] * self.rotation_scale, x[:, 3:] * self.translation_scale
 
 
 class PoseNet(nn.Module):
@@ -40,10 +43,11 @@ class PoseNet(nn.Module):
     Batch-size agnostic.
     """
 
-    def __init__(self, num_layers: int = 18, pretrained: bool = False, weights_path: str | None = None):
+    def __init__(self, num_layers: int = 18, pretrained: bool = False, weights_path: str | None = None,
+                 rotation_scale: float = 0.01, translation_scale: float = 0.01):
         super().__init__()
         self.encoder = ResnetEncoder(num_layers, pretrained, num_input_images=2, weights_path=weights_path)
-        self.decoder = PoseDecoder(self.encoder.num_ch_enc[-1])
+        self.decoder = PoseDecoder(self.encoder.num_ch_enc[-1], rotation_scale, translation_scale)
 
     def forward(self, frame_a: Tensor, frame_b: Tensor) -> tuple[Tensor, Tensor]:
         return self.decoder(self.encoder(torch.cat([frame_a, frame_b], 1))[-1])
