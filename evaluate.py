@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from depth.atomic import atomic_write_text
+from common.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:

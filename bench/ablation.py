@@ -35,7 +35,7 @@ from data.datasets import build_training_data  # noqa: E402
 from data.kitti import image_path, read_image  # noqa: E402
 from data.splits import read_split_file, split_file  # noqa: E402
 from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
-from depth.atomic import atomic_write_text  # noqa: E402
+from common.atomic import atomic_write_text  # noqa: E402
 from depth.checkpoint import load_depth_net  # noqa: E402
 from depth.config import load_config  # noqa: E402
 from depth.evaluation import predict_disparities, zoom_robustness  # noqa: E402

@@ -35,6 +35,7 @@ from typing import Iterable, Sequence
 import numba
 import numpy as np
 
+from common.atomic import atomic_write
 from data.calib import image_size_from_calib, projection_velo_to_image
 
 __all__ = [
@@ -409,8 +410,6 @@ class SparseGT:
 
 
 def _atomic_npz(path: Path, arrays: dict, compressed: bool) -> None:
-    from depth.atomic import atomic_write
-
     atomic_write(path, lambda f: (np.savez_compressed if compressed else np.savez)(f, **arrays))
 
 

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from depth.atomic import atomic_write, atomic_write_text, fsync_dir
+from common.atomic import atomic_write, atomic_write_text, fsync_dir
 
 __all__ = ["atomic_torch_save", "atomic_write_text", "save_checkpoint", "library_versions",
            "load_checkpoint", "load_depth_net", "load_pose_net", "build_depth_net", "build_pose_net"]
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
-    """``torch.save`` through :func:`depth.atomic.atomic_write` (temp file, fsync, rename)."""
+    """``torch.save`` through :func:`common.atomic.atomic_write` (temp file, fsync, rename)."""
     atomic_write(path, lambda f: torch.save(obj, f))
 
 

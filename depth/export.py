@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from depth.atomic import atomic_write_bytes
+from common.atomic import atomic_write_bytes
 from depth.geometry import disp_to_depth
 
 __all__ = ["DepthExportModel", "export_onnx", "check_onnx_ops", "verify_onnx", "git_commit",
