@@ -1,4 +1,6 @@
-"""Checkpoints: atomic writes, retention, and loading the networks back for inference.
+"""Checkpoint files: atomic writes, retention, and reading back the newest complete one.
+
+File I/O only; turning a checkpoint into networks is :func:`depth.model.load_model`.
 
 A checkpoint is a plain dict readable with ``torch.load``: ``depth_net`` and ``pose_net`` are
 plain state dicts; ``config`` is the resolved configuration as a dict; ``seed``, ``versions``
@@ -12,12 +14,13 @@ import platform
 import re
 from pathlib import Path
 
+import kornia
+import numpy
 import torch
 
-from common.atomic import atomic_write, atomic_write_text, fsync_dir
+from common.atomic import atomic_write, fsync_dir
 
-__all__ = ["atomic_torch_save", "atomic_write_text", "save_checkpoint", "library_versions",
-           "load_checkpoint", "load_depth_net", "load_pose_net", "build_depth_net", "build_pose_net"]
+__all__ = ["atomic_torch_save", "save_checkpoint", "library_versions", "load_checkpoint"]
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
@@ -26,9 +29,7 @@ def atomic_torch_save(obj, path: str | Path) -> None:
 
 
 def library_versions() -> dict:
-    import kornia
-    import numpy
-
+    """Versions of Python and the libraries a run depends on (stored with every checkpoint)."""
     out = {"python": platform.python_version(), "torch": torch.__version__, "kornia": kornia.__version__,
            "numpy": numpy.__version__}
     for name in ("torchvision", "albumentations", "numba", "cv2"):
@@ -124,41 +125,3 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if ckpt is not None:
         return ckpt
     raise RuntimeError(f"no readable checkpoint in {folder}:\n  " + "\n  ".join(errors))
-
-
-def build_depth_net(cfg):
-    from depth.networks import DepthNet
-
-    return DepthNet(cfg.model.num_layers, pretrained=False, scales=tuple(cfg.model.scales), dca=cfg.model.dca)
-
-
-def build_pose_net(cfg):
-    from depth.networks import PoseNet
-
-    return PoseNet(cfg.model.num_layers, pretrained=False)
-
-
-def load_depth_net(path: str | Path, map_location="cpu"):
-    """``(model, cfg_dict)``: the depth network in eval mode; ``model(images)`` takes
-    ``(B, 3, H, W)`` RGB in ``[0, 1]`` at ``cfg["data"]["height"] x cfg["data"]["width"]`` and
-    returns the ``(B, 1, H, W)`` sigmoid (see :func:`depth.geometry.disp_to_depth`)."""
-    from depth.config import from_dict
-
-    ckpt = load_checkpoint(path, map_location)
-    cfg = from_dict(ckpt["config"])
-    model = build_depth_net(cfg)
-    model.load_state_dict(ckpt["depth_net"])
-    model.eval()
-    return model, ckpt["config"]
-
-
-def load_pose_net(path: str | Path, map_location="cpu"):
-    """``(pose_model, cfg_dict)``; ``pose_model(a, b)`` -> (axisangle, translation) of ``T_b_a``."""
-    from depth.config import from_dict
-
-    ckpt = load_checkpoint(path, map_location)
-    cfg = from_dict(ckpt["config"])
-    model = build_pose_net(cfg)
-    model.load_state_dict(ckpt["pose_net"])
-    model.eval()
-    return model, ckpt["config"]
