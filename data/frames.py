@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 __all__ = [
-    "IMAGE_EXTS", "VIDEO_EXTS", "BadSampleError", "read_image", "resize_image", "decode_resized",
+    "IMAGE_EXTS", "VIDEO_EXTS", "BadSampleError", "decode_file", "read_image", "resize_image", "decode_resized",
     "frames_to_tensor", "monodepth2_intrinsics", "resize_intrinsics", "FrameSampleDataset",
 ]
 
@@ -35,14 +35,24 @@ class BadSampleError(RuntimeError):
     """A file of a sample is missing or unreadable; the message names the file."""
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """``H x W x 3`` uint8 RGB; a missing or undecodable file raises :class:`BadSampleError`."""
+def decode_file(path: str | Path, flags: int, what: str) -> np.ndarray:
+    """``cv2.imread(path, flags)``; ``FileNotFoundError("missing <what>: <path>")`` or
+    ``ValueError("corrupt or unreadable <what>: <path>")`` instead of OpenCV's silent ``None``."""
     path = Path(path)
     if not path.is_file():
-        raise BadSampleError(f"missing image: {path}")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        raise FileNotFoundError(f"missing {what}: {path}")
+    img = cv2.imread(str(path), flags)
     if img is None:
-        raise BadSampleError(f"corrupt or unreadable image: {path}")
+        raise ValueError(f"corrupt or unreadable {what}: {path}")
+    return img
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """``H x W x 3`` uint8 RGB; a missing or undecodable file raises :class:`BadSampleError`."""
+    try:
+        img = decode_file(path, cv2.IMREAD_COLOR, "image")
+    except (FileNotFoundError, ValueError) as e:
+        raise BadSampleError(str(e)) from None
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 

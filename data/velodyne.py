@@ -37,8 +37,10 @@ import numba
 import numpy as np
 from tqdm import tqdm
 
+from common.arrays import open_array_file
 from common.atomic import atomic_write
 from data.calib import image_size_from_calib, projection_velo_to_image
+from data.frames import decode_file
 
 __all__ = [
     "load_velodyne_points",
@@ -98,12 +100,7 @@ def benchmark_png_path(root: str | Path, folder: str, frame: int, side: str = "l
 
 def read_benchmark_png(path: str | Path) -> np.ndarray:
     """KITTI depth-benchmark annotation: uint16 PNG, depth in metres = value / 256 (0 = none)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"annotated depth map not found: {path}")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"annotated depth map {path} could not be decoded (corrupt PNG?)")
+    img = decode_file(path, cv2.IMREAD_UNCHANGED, "annotated depth map")
     if img.dtype != np.uint16 or img.ndim != 2:
         raise ValueError(f"annotated depth map {path} must be a single-channel uint16 PNG, "
                          f"got {img.dtype} with shape {img.shape}")
@@ -443,12 +440,10 @@ def load_gt(path: str | Path) -> SparseGT | list[np.ndarray] | np.ndarray:
     """Read a GT file: a :class:`SparseGT`, or Monodepth2's dense maps (a list of float32 maps, or
     an ``(N, H, W)`` array when stacked)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"GT file not found: {path}")
-    try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise ValueError(f"GT file {path} could not be read ({type(e).__name__}: {e})") from None
+    z = open_array_file(path, "GT file")
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError(f"GT file {path} is a plain .npy array, not an .npz file (sparse GT or Monodepth2's "
+                         f"gt_depths.npz)")
     with z:
         keys = set(z.files)
         if "format" in keys:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -18,10 +19,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common.arrays import open_array_file
 from data.frames import frames_to_tensor, resize_image
 from depth.geometry import pose_vector_to_matrix
 from depth.metrics import METRIC_NAMES, aggregate_metrics, compute_depth_metrics, compute_depth_metrics_per_image
-from depth.model import centre_window, predict_disparities
+from depth.model import batched, centre_window, predict_disparities
 
 __all__ = [
     "gt_kind_for_split",
@@ -70,13 +72,7 @@ def load_disparities(path: str | Path) -> np.ndarray:
     """Saved scaled disparities as ``(N, h, w)`` float32: an ``.npy`` of ``(N, h, w)`` or
     ``(N, 1, h, w)`` (Monodepth2's ``--ext_disp_to_eval`` format) or an ``.npz`` (key ``disp``,
     else its first array). Errors name the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"disparity file not found: {p}")
-    try:
-        d = np.load(p, allow_pickle=False)
-    except Exception as e:
-        raise ValueError(f"could not read disparities {p}: {type(e).__name__}: {e}") from None
+    d = open_array_file(path, "disparity file")
     if isinstance(d, np.lib.npyio.NpzFile):
         with d:
             key = "disp" if "disp" in d.files else d.files[0]
@@ -84,7 +80,7 @@ def load_disparities(path: str | Path) -> np.ndarray:
     if d.ndim == 4 and d.shape[1] == 1:
         d = d[:, 0]
     if d.ndim != 3:
-        raise ValueError(f"disparities {p} must be an (N, h, w) array, got shape {d.shape}")
+        raise ValueError(f"disparities {path} must be an (N, h, w) array, got shape {d.shape}")
     return np.ascontiguousarray(d, dtype=np.float32)
 
 
@@ -255,29 +251,11 @@ def predict_relative_poses(pose_predict: Callable, frames: Iterable[np.ndarray],
     Frames are resized with :func:`data.frames.resize_image`, the resize of every other path.
     """
     out = []
-    prev = None
-    pairs_a: list[np.ndarray] = []
-    pairs_b: list[np.ndarray] = []
-    bar = tqdm(desc="pose", unit="pair", disable=not progress)
-
-    def flush():
-        if not pairs_a:
-            return
-        with torch.inference_mode():
-            aa, t = pose_predict(frames_to_tensor(pairs_a), frames_to_tensor(pairs_b))
+    pairs = itertools.pairwise(resize_image(im, size_wh) for im in frames)  # (frame i, frame i+1)
+    with tqdm(desc="pose", unit="pair", disable=not progress) as bar, torch.inference_mode():
+        for batch in batched(pairs, batch_size):
+            frames_a, frames_b = zip(*batch)
+            aa, t = pose_predict(frames_to_tensor(frames_a), frames_to_tensor(frames_b))
             out.append(pose_vector_to_matrix(aa.reshape(-1, 3), t.reshape(-1, 3)).double().cpu().numpy())
-        bar.update(len(pairs_a))
-        pairs_a.clear()
-        pairs_b.clear()
-
-    for im in frames:
-        cur = resize_image(im, size_wh)
-        if prev is not None:
-            pairs_a.append(prev)
-            pairs_b.append(cur)
-            if len(pairs_a) == batch_size:
-                flush()
-        prev = cur
-    flush()
-    bar.close()
+            bar.update(len(batch))
     return np.concatenate(out) if out else np.zeros((0, 4, 4))

@@ -19,8 +19,9 @@ Windows are ``(top, bottom, left, right)`` in pixels (bottom/right exclusive).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -38,8 +39,10 @@ from depth.networks import DepthNet, PoseNet
 __all__ = [
     "Networks", "build_networks", "load_model", "networks_from_checkpoint",
     "network_input", "predict_disparities", "batch_post_process_disparity", "centre_window",
-    "zoom_post_process", "ZOOM_PP_FACTORS",
+    "zoom_post_process", "batched", "ZOOM_PP_FACTORS",
 ]
+
+T = TypeVar("T")
 
 ZOOM_PP_FACTORS = (2.0, 4.0 / 3.0)
 OUTPUTS = ("sigmoid", "disparity")
@@ -116,6 +119,18 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
 # ----------------------------------------------------------------------------------------------
 # Run
 # ----------------------------------------------------------------------------------------------
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items, read lazily (the last list may be shorter)."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
 
 def network_input(images: Sequence[np.ndarray], size_wh: tuple[int, int]) -> Tensor:
     """Full-resolution ``H x W x 3`` uint8 RGB images -> the ``(B, 3, h, w)`` network input in
@@ -224,28 +239,16 @@ def predict_disparities(predict: Callable[[Tensor], Tensor], images: Iterable[np
     if post_process not in ("none", "flip", "zoom"):
         raise ValueError(f"post_process must be none, flip or zoom, got {post_process!r}")
     fwd = _Forward(predict, min_depth, max_depth, output, device)
+    if zoom is not None and zoom != 1:
+        images = (_crop(im, centre_window(im.shape[0], im.shape[1], zoom)) for im in images)
     out: list[np.ndarray] = []
-    batch: list[np.ndarray] = []
-    bar = tqdm(desc="predict", unit="img", disable=not progress)
-
-    def flush():
-        if not batch:
-            return
-        if post_process == "zoom":
-            out.append(_zoom_post_process(fwd, batch, size_wh, ZOOM_PP_FACTORS))
-        else:
-            out.append(fwd.images(batch, size_wh, flip=post_process == "flip"))
-        bar.update(len(batch))
-        batch.clear()
-
-    for im in images:
-        if zoom is not None and zoom != 1:
-            im = _crop(im, centre_window(im.shape[0], im.shape[1], zoom))
-        batch.append(im)
-        if len(batch) == batch_size:
-            flush()
-    flush()
-    bar.close()
+    with tqdm(desc="predict", unit="img", disable=not progress) as bar:
+        for batch in batched(images, batch_size):
+            if post_process == "zoom":
+                out.append(_zoom_post_process(fwd, batch, size_wh, ZOOM_PP_FACTORS))
+            else:
+                out.append(fwd.images(batch, size_wh, flip=post_process == "flip"))
+            bar.update(len(batch))
     if not out:
         return np.zeros((0, size_wh[1], size_wh[0]), np.float32)
     return np.concatenate(out).astype(np.float32)

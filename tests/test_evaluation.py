@@ -13,8 +13,8 @@ import torch
 
 from data.velodyne import SparseGT, save_sparse_gt
 from depth.config import load_config
-from depth.evaluation import (compute_ate, dump_xyz, gt_local_poses, load_odometry_poses, scale_robustness,
-                              snippet_ates, zoom_robustness)
+from depth.evaluation import (compute_ate, dump_xyz, gt_local_poses, load_odometry_poses,
+                              predict_relative_poses, scale_robustness, snippet_ates, zoom_robustness)
 from depth.metrics import compute_depth_metrics
 from depth.model import batch_post_process_disparity, centre_window, predict_disparities, zoom_post_process
 from tests.helpers import write_checkpoint
@@ -136,6 +136,23 @@ def test_ate_perfect_and_known_perturbation():
     expected = np.sqrt(30 * (s - 1) ** 2 + s ** 2) / 5  # hand-computed: = sqrt(930)/155
     assert compute_ate(gt_xyz, pred) == pytest.approx(expected, rel=1e-12)
     assert expected == pytest.approx(np.sqrt(930) / 155)
+
+
+def test_predict_relative_poses_pairs_consecutive_frames_in_batches():
+    frames = [np.full((30, 100, 3), 10 * i, np.uint8) for i in range(5)]
+    seen = []
+
+    def pose_predict(a, b):  # translation x = brightness step from a to b; no rotation
+        seen.append(a.shape[0])
+        assert a.shape[1:] == b.shape[1:] == (3, 12, 40)
+        step = (b.mean((1, 2, 3)) - a.mean((1, 2, 3))) * 25.5
+        return torch.zeros(a.shape[0], 3), torch.stack([step, 0 * step, 0 * step], 1)
+
+    T = predict_relative_poses(pose_predict, iter(frames), (40, 12), batch_size=3)
+    assert T.shape == (4, 4, 4) and seen == [3, 1]
+    np.testing.assert_allclose(T[:, 0, 3], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(T[:, :3, :3], np.broadcast_to(np.eye(3), (4, 3, 3)), atol=1e-6)
+    assert predict_relative_poses(pose_predict, frames[:1], (40, 12)).shape == (0, 4, 4)
 
 
 def test_snippet_ates_on_real_odometry_poses(kitti_sample, tmp_path):
