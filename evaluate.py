@@ -6,106 +6,51 @@
     python evaluate.py depth --checkpoint run/ --data-path ROOT --split eigen --post-process flip
     python evaluate.py pose --checkpoint run/ --odometry-path ODOM_ROOT --sequence 09
 
-See docs/evaluation.md. The logic lives in data/velodyne.py, depth/metrics.py and
+See docs/evaluation.md. The logic lives in data/velodyne.py, depth/model.py, depth/metrics.py and
 depth/evaluation.py; this file only parses arguments and prints.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from depth.atomic import atomic_write_text
-
 ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:
+if str(ROOT) not in sys.path:  # run from anywhere: the project's packages sit next to this file
     sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from common.atomic import atomic_write_text  # noqa: E402
+from data.frames import BadSampleError  # noqa: E402
+from data.kitti import KittiImageSet, odometry_frames  # noqa: E402
+from data.splits import read_split_file, split_file  # noqa: E402
+from data.velodyne import evaluation_gt, export_gt, save_dense_gt, save_sparse_gt  # noqa: E402
+from depth.evaluation import (eigen_metric_kwargs, gt_kind_for_split, load_disparities,  # noqa: E402
+                              load_odometry_poses, per_image_csv, predict_for_gt, predict_relative_poses,
+                              snippet_ates)
+from depth.metrics import aggregate_metrics, compute_depth_metrics_per_image, format_metrics_table  # noqa: E402
+from depth.model import load_model  # noqa: E402
+from depth.scale import stereo_eval_scale  # noqa: E402
+
+JSON_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "n_images", "ratio_median", "ratio_std")
 
 
 class EvalError(Exception):
     """A user-facing error: printed as ``error: ...`` with exit status 2."""
 
 
-# ----------------------------------------------------------------------------------------------
-# Helpers
-# ----------------------------------------------------------------------------------------------
-
-def _split_entries(split: str):
-    from data.splits import read_split_file, split_file
-
-    return read_split_file(split_file(split, "test"))
-
-
-def _gt_mode(split: str, gt_source: str) -> str:
-    if gt_source != "auto":
-        return gt_source
-    return "benchmark" if Path(str(split)).name.startswith("eigen_benchmark") else "velodyne"
-
-
-def _entry_line(e) -> str:
-    return f"{e.folder} {e.frame} {e.side}"
-
-
 def _json_clean(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-def _load_disparities(path: str) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise EvalError(f"disparity file not found: {p}")
+def _load_model(path: str):
     try:
-        d = np.load(p, allow_pickle=False)
-    except Exception as e:
-        raise EvalError(f"could not read disparities {p}: {type(e).__name__}: {e}") from None
-    if isinstance(d, np.lib.npyio.NpzFile):
-        with d:
-            key = "disp" if "disp" in d.files else d.files[0]
-            d = d[key]
-    if d.ndim == 4 and d.shape[1] == 1:
-        d = d[:, 0]
-    if d.ndim != 3:
-        raise EvalError(f"disparities {p} must be an (N, h, w) array, got shape {d.shape}")
-    return np.ascontiguousarray(d, dtype=np.float32)
-
-
-def _get_gt(args, entries):
-    from data.velodyne import export_gt, load_gt
-
-    if args.gt:
-        try:
-            gt = load_gt(args.gt)
-        except (FileNotFoundError, ValueError) as e:
-            raise EvalError(str(e)) from None
-        stored = getattr(gt, "entries", None)
-        if stored is not None and entries is not None and len(stored) == len(entries):
-            want = [_entry_line(e) for e in entries]
-            bad = [i for i, (a, b) in enumerate(zip(stored, want)) if a != b]
-            if bad:
-                i = bad[0]
-                raise EvalError(f"GT file {args.gt} was made for another split: entry {i} is "
-                                f"{stored[i]!r}, the split has {want[i]!r}")
-        return gt
-    if not args.data_path:
-        raise EvalError("give --gt GT.npz or --data-path (to export the GT on the fly)")
-    mode = _gt_mode(args.split, args.gt_source)
-    try:
-        return export_gt(args.data_path, entries, mode=mode, exact=args.exact_monodepth2,
-                         progress=not args.no_progress)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        raise EvalError(str(e).strip("'\"")) from None
-
-
-def _read_split_images(data_path: str, entries):
-    from data.kitti import image_path, read_image
-
-    for e in entries:
-        yield read_image(image_path(data_path, e))
+        return load_model(path, map_location="cpu")
+    except (FileNotFoundError, RuntimeError) as e:
+        raise EvalError(str(e)) from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -113,10 +58,8 @@ def _read_split_images(data_path: str, entries):
 # ----------------------------------------------------------------------------------------------
 
 def cmd_export_gt(args) -> int:
-    from data.velodyne import export_gt, save_dense_gt, save_sparse_gt
-
-    entries = _split_entries(args.split)
-    mode = _gt_mode(args.split, args.gt_source)
+    entries = read_split_file(split_file(args.split, "test"))
+    mode = gt_kind_for_split(args.split, args.gt_source)
     try:
         gt = export_gt(args.data_path, entries, mode=mode, exact=args.exact_monodepth2,
                        progress=not args.no_progress, workers=args.workers)
@@ -135,75 +78,42 @@ def cmd_export_gt(args) -> int:
     return 0
 
 
-def _stereo_factor(args) -> float:
-    """Fixed scale for --stereo: from the checkpoint's training baseline (metric / training units),
-    or Monodepth2's 5.4 for external --disparities (or --stereo-scale)."""
-    if args.stereo_scale is not None:
-        return float(args.stereo_scale)
-    if args.checkpoint:
-        from depth.checkpoint import load_checkpoint
-        from depth.scale import stereo_scale
-
-        factor = stereo_scale(load_checkpoint(args.checkpoint)["config"])
-        if factor is None:
-            raise EvalError(f"--stereo: {args.checkpoint} was trained without stereo (data.stereo=false)")
-        return factor
-    return 5.4
-
-
-def _metric_kwargs(args, mode: str) -> dict:
-    bench = mode == "benchmark"
-    if args.stereo and not hasattr(args, "_stereo_factor"):
-        args._stereo_factor = _stereo_factor(args)
-    return dict(median_scaling=not (args.stereo or args.no_median_scaling),
-                fixed_scale=args._stereo_factor if args.stereo else None, min_depth=args.min_depth,
-                max_depth=args.max_depth, garg_crop=not bench, gt_range_mask=not bench)
-
-
-def _write_per_image(path: str, entries, per: dict) -> None:
-    from depth.metrics import METRIC_NAMES
-
-    import io
-
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["index", "folder", "frame", "side", "n_valid", "ratio", *METRIC_NAMES])
-    for i in range(len(per["n_valid"])):
-        e = entries[i] if entries is not None and i < len(entries) else None
-        w.writerow([i, e.folder if e else "", e.frame if e else "", e.side if e else "",
-                    int(per["n_valid"][i]), f"{per['ratio'][i]:.9g}",
-                    *(f"{per[k][i]:.9g}" for k in METRIC_NAMES)])
-    atomic_write_text(Path(path), buf.getvalue())
-
-
 def cmd_depth(args) -> int:
-    from depth.metrics import aggregate_metrics, compute_depth_metrics_per_image, format_metrics_table
-
     if bool(args.checkpoint) == bool(args.disparities):
         raise EvalError("give exactly one of --checkpoint and --disparities")
     if args.zoom and args.crop:
         raise EvalError("--zoom and --crop are two different tests: give one of them")
-    entries = _split_entries(args.split)
-    mode = _gt_mode(args.split, args.gt_source)
-    kwargs = _metric_kwargs(args, mode)
-    windows, pred_in_window = None, False
-
-    if args.disparities:
-        if args.zoom or args.crop or args.post_process != "none":
-            raise EvalError("--zoom, --crop and --post-process need a model (--checkpoint)")
-        disp = _load_disparities(args.disparities)
-        if len(disp) != len(entries):
-            raise EvalError(f"{args.disparities} holds {len(disp)} disparity maps but split "
-                            f"{args.split!r} has {len(entries)} images")
-        gt = _get_gt(args, entries)
-    else:
-        gt = _get_gt(args, entries)
-        disp, windows, pred_in_window = _predict_with_checkpoint(args, entries, gt)
-
-    if len(disp) != len(gt):
-        raise EvalError(f"{len(disp)} predictions but {len(gt)} GT maps: predictions and GT must come "
-                        f"from the same split, in the same order")
-    per = compute_depth_metrics_per_image(disp, gt, windows=windows, pred_in_window=pred_in_window, **kwargs)
+    if args.disparities and (args.zoom or args.crop or args.post_process != "none"):
+        raise EvalError("--zoom, --crop and --post-process need a model (--checkpoint)")
+    if args.checkpoint and not args.data_path:
+        raise EvalError("--checkpoint needs --data-path (the images)")
+    if not (args.gt or args.data_path):
+        raise EvalError("give --gt GT.npz or --data-path (to export the GT on the fly)")
+    nets, cfg = _load_model(args.checkpoint) if args.checkpoint else (None, None)
+    try:
+        scale = stereo_eval_scale(cfg, args.stereo_scale) if args.stereo else None
+    except ValueError as e:
+        raise EvalError(f"--stereo: {args.checkpoint}: {e}") from None
+    mode = gt_kind_for_split(args.split, args.gt_source)
+    try:
+        entries = read_split_file(split_file(args.split, "test"))
+        gt = evaluation_gt(entries, gt_path=args.gt, data_path=args.data_path, mode=mode,
+                           exact=args.exact_monodepth2, progress=not args.no_progress)
+        if args.disparities:
+            disp, windows, in_window = load_disparities(args.disparities), None, False
+            if len(disp) != len(entries):
+                raise EvalError(f"{args.disparities} holds {len(disp)} disparity maps but split "
+                                f"{args.split!r} has {len(entries)} images")
+        else:
+            disp, windows, in_window = predict_for_gt(
+                nets.depth_net, KittiImageSet(args.data_path, entries), gt, (cfg.data.width, cfg.data.height),
+                zoom=args.zoom, crop=args.crop, min_depth=cfg.model.min_depth, max_depth=cfg.model.max_depth,
+                post_process=args.post_process, batch_size=args.batch_size, progress=not args.no_progress)
+        kwargs = eigen_metric_kwargs(mode, fixed_scale=scale, median_scaling=not args.no_median_scaling,
+                                     min_depth=args.min_depth, max_depth=args.max_depth)
+        per = compute_depth_metrics_per_image(disp, gt, windows=windows, pred_in_window=in_window, **kwargs)
+    except (FileNotFoundError, ValueError, BadSampleError) as e:
+        raise EvalError(str(e)) from None
     m = aggregate_metrics(per)
     title = f"split {args.split} ({mode} GT)"
     if args.zoom:
@@ -211,52 +121,17 @@ def cmd_depth(args) -> int:
     if args.crop:
         title += f", crop x{args.crop}"
     if args.stereo:
-        title += f", stereo scale {args._stereo_factor:g}"
+        title += f", stereo scale {scale:g}"
     print(f"-> {title}, post-process {args.post_process}")
     print(format_metrics_table(m))
     if args.json:
-        keys = ["abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "n_images", "ratio_median",
-                "ratio_std"]
-        atomic_write_text(Path(args.json), json.dumps(_json_clean({k: m[k] for k in keys}), indent=2) + "\n")
+        atomic_write_text(Path(args.json), json.dumps(_json_clean({k: m[k] for k in JSON_KEYS}), indent=2) + "\n")
     if args.per_image:
-        _write_per_image(args.per_image, entries, per)
+        atomic_write_text(Path(args.per_image), per_image_csv(per, entries))
     return 0
 
 
-def _predict_with_checkpoint(args, entries, gt):
-    from depth.checkpoint import load_depth_net
-    from depth.evaluation import centre_window, predict_disparities
-
-    if not args.data_path:
-        raise EvalError("--checkpoint needs --data-path (the images)")
-    model, cfg = load_depth_net(args.checkpoint, map_location="cpu")
-    model.eval()
-    size_wh = (int(cfg["data"]["width"]), int(cfg["data"]["height"]))
-    min_d, max_d = float(cfg["model"]["min_depth"]), float(cfg["model"]["max_depth"])
-    try:
-        images = list(_read_split_images(args.data_path, entries))
-    except (FileNotFoundError, RuntimeError) as e:
-        raise EvalError(str(e)) from None
-    shapes = gt.shapes if hasattr(gt, "shapes") else [np.shape(g) for g in gt]
-    if len(images) != len(shapes):
-        raise EvalError(f"{len(images)} images but {len(shapes)} GT maps")
-    z = args.zoom or args.crop
-    windows = None
-    if z:
-        for im, s in zip(images, shapes):
-            if tuple(im.shape[:2]) != tuple(s):
-                raise EvalError(f"image size {im.shape[:2]} differs from its GT size {s}: "
-                                f"--zoom/--crop need images at the GT resolution")
-        windows = np.array([centre_window(h, w, z) for h, w in shapes], dtype=np.int64)
-    disp = predict_disparities(model, images, size_wh, post_process=args.post_process,
-                               batch_size=args.batch_size, min_depth=min_d, max_depth=max_d,
-                               zoom=args.zoom, progress=not args.no_progress)
-    return disp, windows, bool(args.zoom)
-
-
 def cmd_pose(args) -> int:
-    from depth.evaluation import load_odometry_poses, predict_relative_poses, snippet_ates
-
     seq = int(args.sequence)
     poses_path = Path(args.poses) if args.poses else Path(args.odometry_path or ".") / "poses" / f"{seq:02d}.txt"
     try:
@@ -272,26 +147,13 @@ def cmd_pose(args) -> int:
     else:
         if not args.odometry_path:
             raise EvalError("--checkpoint needs --odometry-path (sequences/NN/image_2/*.png|jpg)")
-        from data.kitti import read_image
-        from depth.checkpoint import load_pose_net
-
-        model, cfg = load_pose_net(args.checkpoint)
-        model.eval()
-        size_wh = (int(cfg["data"]["width"]), int(cfg["data"]["height"]))
-        img_dir = Path(args.odometry_path) / "sequences" / f"{seq:02d}" / "image_2"
-
-        def frames():
-            for i in range(len(gt_poses)):
-                for ext in (".png", ".jpg"):
-                    p = img_dir / f"{i:06d}{ext}"
-                    if p.is_file():
-                        break
-                else:
-                    raise EvalError(f"odometry frame {i} not found as {img_dir / f'{i:06d}'}.png or .jpg")
-                yield read_image(p)
-
-        pred = predict_relative_poses(model, frames(), size_wh, batch_size=args.batch_size,
-                                      progress=not args.no_progress)
+        nets, cfg = _load_model(args.checkpoint)
+        try:
+            pred = predict_relative_poses(nets.pose_net, odometry_frames(args.odometry_path, seq, len(gt_poses)),
+                                          (cfg.data.width, cfg.data.height), batch_size=args.batch_size,
+                                          progress=not args.no_progress)
+        except BadSampleError as e:
+            raise EvalError(str(e)) from None
     try:
         ates = snippet_ates(pred, gt_poses, track_length=5)
     except ValueError as e:

@@ -18,6 +18,16 @@ import os
 import sys
 from pathlib import Path
 
+import torch
+import torch.distributed as dist
+
+from data.datasets import DatasetNotFound, build_training_data
+from data.frames import BadSampleError
+from depth.batch import BadBatchError
+from depth.checkpoint import load_checkpoint
+from depth.config import Config, ConfigError, load_config
+from depth.trainer import NonFiniteLossError, Trainer, ValidationData
+
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG = ROOT / "configs" / "baseline_kitti_640x192.yaml"
 
@@ -37,9 +47,6 @@ def init_distributed(device: str) -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, 0
-    import torch
-    import torch.distributed as dist
-
     local = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
@@ -51,19 +58,13 @@ def init_distributed(device: str) -> tuple[int, int, int]:
 
 def _barrier(world: int) -> None:
     if world > 1:
-        import torch.distributed as dist
-
         dist.barrier()
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from depth.config import ConfigError, load_config
-
     try:
         if args.resume is not None:
-            from depth.checkpoint import load_checkpoint
-
             ckpt = load_checkpoint(args.resume)
             cfg = load_config(overrides=args.overrides, saved=ckpt["config"])
         else:
@@ -85,16 +86,16 @@ def main(argv=None) -> int:
         return _train(cfg, ckpt, rank, world)
     finally:
         if world > 1:
-            import torch.distributed as dist
-
             if dist.is_initialized():
                 dist.destroy_process_group()
 
 
-def _train(cfg, ckpt, rank: int, world: int) -> int:
-    from data.datasets import DatasetNotFound, build_training_data
-    from data.kitti import BadSampleError
+def skipped_errors(cfg: Config) -> tuple[type[BaseException], ...]:
+    """The errors of a sample that drop it instead of stopping the run (``data.on_bad_sample``)."""
+    return (BadSampleError,) if cfg.data.on_bad_sample == "skip" else ()
 
+
+def _train(cfg: Config, ckpt: dict | None, rank: int, world: int) -> int:
     # rank 0 first: it generates synthetic data / builds the image cache once, the others then read
     if rank != 0:
         _barrier(world)
@@ -111,10 +112,8 @@ def _train(cfg, ckpt, rank: int, world: int) -> int:
         if rank == 0:
             _barrier(world)
 
-    from depth.trainer import NonFiniteLossError, Trainer, ValidationData
-
     val = ValidationData(val_images, val_gt) if val_images is not None else None
-    trainer = Trainer(cfg, train_set, val)
+    trainer = Trainer(cfg, train_set, val, skip_errors=skipped_errors(cfg))
     if ckpt is not None:
         trainer.load_state(ckpt)
     if rank == 0:
@@ -131,7 +130,7 @@ def _train(cfg, ckpt, rank: int, world: int) -> int:
     except NonFiniteLossError as e:
         print(f"training stopped: {e}", file=sys.stderr)
         return 3
-    except BadSampleError as e:
+    except (BadSampleError, BadBatchError) as e:
         print(f"data error: {e}", file=sys.stderr)
         return 2
     if rank == 0:

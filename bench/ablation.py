@@ -31,15 +31,17 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common.atomic import atomic_write_text  # noqa: E402
 from data.datasets import build_training_data  # noqa: E402
-from data.kitti import image_path, read_image  # noqa: E402
+from data.kitti import image_path  # noqa: E402
+from data.frames import read_image  # noqa: E402
 from data.splits import read_split_file, split_file  # noqa: E402
+from data.synthetic import ensure_synthetic  # noqa: E402
 from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
-from depth.atomic import atomic_write_text  # noqa: E402
-from depth.checkpoint import load_depth_net  # noqa: E402
 from depth.config import load_config  # noqa: E402
-from depth.evaluation import predict_disparities, zoom_robustness  # noqa: E402
+from depth.evaluation import zoom_robustness  # noqa: E402
 from depth.metrics import compute_depth_metrics  # noqa: E402
+from depth.model import load_model, predict_disparities  # noqa: E402
 from depth.trainer import Trainer, ValidationData  # noqa: E402
 
 VARIANTS = {
@@ -61,27 +63,23 @@ def variant_config(name: str, seed: int, steps: int, decay_at: float | None, ext
 
 
 def score(net, cfg, test_images, test_gt, full: dict | None = None) -> dict:
-    """Full-image metrics (unless given) and the zoom-robustness figures of one trained net."""
+    """Full-image metrics (unless given: the trainer's validation on the same frames computes the
+    same numbers) and the zoom-robustness figures of one trained net."""
     net = net.eval()
-
-    @torch.no_grad()
-    def predict(x):
-        return net(x)
-
     size = (cfg.data.width, cfg.data.height)
     kw = dict(min_depth=cfg.model.min_depth, max_depth=cfg.model.max_depth)
     if full is None:
-        full = compute_depth_metrics(predict_disparities(predict, test_images, size, **kw), test_gt)
+        full = compute_depth_metrics(predict_disparities(net, test_images, size, **kw), test_gt)
     return {**{k: full[k] for k in ("abs_rel", "sq_rel", "rmse", "a1")},
-            **zoom_robustness(predict, test_images, test_gt, size, 2.0, **kw)}
+            **zoom_robustness(net, test_images, test_gt, size, 2.0, **kw)}
 
 
 def run_variant(name: str, seed: int, steps: int, decay_at: float | None, extra: list[str], out: Path, test_images,
                 test_gt, train: bool = True) -> dict:
     cfg = variant_config(name, seed, steps, decay_at, extra, out)
     if not train:
-        net, _ = load_depth_net(Path(cfg.output.dir) / "checkpoints", map_location="cpu")
-        return {**score(net, cfg, test_images, test_gt), "seconds": float("nan")}
+        nets, _ = load_model(Path(cfg.output.dir) / "checkpoints", map_location="cpu")
+        return {**score(nets.depth_net, cfg, test_images, test_gt), "seconds": float("nan")}
     train_set, val_images, val_gt = build_training_data(cfg.data, cfg.augment, cfg.train.seed)
     trainer = Trainer(cfg, train_set, ValidationData(val_images, val_gt))
     t0 = time.time()
@@ -107,8 +105,6 @@ def main() -> int:
 
     cfg = load_config(ROOT / "configs" / "synthetic.yaml", args.overrides)
     if cfg.data.synthetic.generate:
-        from data.synthetic import ensure_synthetic
-
         s = cfg.data.synthetic
         ensure_synthetic(cfg.data.root, s.seed, s.drives, s.frames, s.test_drives, verbose=True)
     root = Path(cfg.data.root)

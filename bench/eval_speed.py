@@ -18,11 +18,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import cv2
+import numba
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from data.velodyne import SparseGT, export_gt, save_dense_gt, save_sparse_gt  # noqa: E402
+from depth.metrics import compute_depth_metrics  # noqa: E402
 
 MIN_DEPTH, MAX_DEPTH = 1e-3, 80.0
 NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
@@ -46,8 +51,6 @@ def compute_errors(gt, pred):
 
 def reference_loop(pred_disps, gt_depths):
     """Monodepth2's evaluate_depth loop (eigen), accumulating in float64 after 1/disp."""
-    import cv2
-
     errors, ratios = [], []
     for i in range(pred_disps.shape[0]):
         gt_depth = gt_depths[i]
@@ -162,11 +165,6 @@ def row(name, seconds, note=""):
 # ----------------------------------------------------------------------------------------------
 
 def bench_metrics(args, gts, preds, tmp: Path):
-    import cv2
-
-    from data.velodyne import SparseGT, save_sparse_gt
-    from depth.metrics import compute_depth_metrics
-
     print(f"\n== depth metrics: {len(gts)} GT maps {gts[0].shape[0]}x{gts[0].shape[1]}, "
           f"predictions {preds.shape[2]}x{preds.shape[1]}, {numba_threads()} numba threads ==")
     if not args.skip_cold_compile:
@@ -205,15 +203,10 @@ def bench_metrics(args, gts, preds, tmp: Path):
 
 
 def numba_threads():
-    import numba
-
     return numba.get_num_threads()
 
 
 def bench_export(args):
-    from data.calib import image_size_from_calib, projection_velo_to_image  # noqa: F401
-    from data.velodyne import export_gt
-
     root = Path(args.kitti_sample)
     calib = root / "2011_09_26"
     drive = "2011_09_26/2011_09_26_drive_0060_sync"
@@ -241,8 +234,6 @@ def bench_export(args):
 
 
 def bench_process(args, gts, preds, sparse, tmp: Path):
-    from data.velodyne import save_dense_gt, save_sparse_gt
-
     n = len(gts)
     print(f"\n== whole process: {n} images ==")
     pred_path, sparse_path, dense_path = tmp / "disp.npy", tmp / "gt_sparse.npz", tmp / "gt_dense.npz"

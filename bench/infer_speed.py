@@ -26,31 +26,32 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+import onnxruntime  # noqa: E402
 import torch  # noqa: E402
 
-from depth.checkpoint import build_depth_net, load_depth_net  # noqa: E402
-from depth.config import Config, to_dict  # noqa: E402
+from depth.config import Config  # noqa: E402
 from depth.export import DepthExportModel, export_onnx, onnx_session, verify_onnx  # noqa: E402
+from depth.model import build_networks, load_model  # noqa: E402
 
 GOAL = 0.7
 
 
 def _model(kind: str, checkpoint: str | None):
     if checkpoint:
-        net, cfg = load_depth_net(checkpoint)
-        if bool(cfg["model"]["dca"]) != (kind == "dca"):
-            raise SystemExit(f"{checkpoint}: model.dca={cfg['model']['dca']} does not match '{kind}'")
-        return net, cfg
+        nets, cfg = load_model(checkpoint)
+        if cfg.model.dca != (kind == "dca"):
+            raise SystemExit(f"{checkpoint}: model.dca={cfg.model.dca} does not match '{kind}'")
+        return nets.depth_net, cfg
     cfg = Config()
     cfg.model.dca = kind == "dca"
     torch.manual_seed(0)
-    return build_depth_net(cfg).eval(), to_dict(cfg)
+    return build_networks(cfg).depth_net.eval(), cfg
 
 
 def bench_one(kind: str, checkpoint: str | None, height: int, width: int, runs: int, warmup: int,
               threads: int, workdir: Path) -> dict:
     net, cfg = _model(kind, checkpoint)
-    model = DepthExportModel(net, "disparity", cfg["model"]["min_depth"], cfg["model"]["max_depth"]).eval()
+    model = DepthExportModel(net, "disparity", cfg.model.min_depth, cfg.model.max_depth).eval()
     path = workdir / f"{kind}.onnx"
     t0 = time.perf_counter()
     export_onnx(model, path, height, width)
@@ -95,8 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     ckpts = {"baseline": args.baseline_checkpoint, "dca": args.dca_checkpoint}
-    import onnxruntime
-
     print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, {threads} thread(s), "
           f"{os.cpu_count()} CPU(s), batch 1, {args.width}x{args.height}, median of {args.runs} after "
           f"{args.warmup} warm-up runs", flush=True)

@@ -26,25 +26,29 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
+import torchvision.transforms.functional as TF
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from data.kitti import KittiRawDataset, image_path, kitti_intrinsics, resize_intrinsics  # noqa: E402
+from data.frames import resize_intrinsics  # noqa: E402
+from data.kitti import KittiRawDataset, image_path, kitti_intrinsics  # noqa: E402
 from data.splits import read_split_file  # noqa: E402
+from data.synthetic import generate  # noqa: E402
+from depth.batch import collate  # noqa: E402
 from depth.sampling import EpochIndexed, ResumableSampler  # noqa: E402
-from depth.trainer import collate  # noqa: E402
 
 
 class PILReference(Dataset):
     """Monodepth2-style sample: PIL decode, LANCZOS resize, torchvision ColorJitter, ToTensor."""
 
     def __init__(self, root, entries, height, width, ext, seed=0):
-        from torchvision import transforms
-
         self.root, self.entries, self.h, self.w, self.ext = Path(root), entries, height, width, ext
         self.resize = transforms.Resize((height, width), interpolation=transforms.InterpolationMode.LANCZOS)
         self.jitter = transforms.ColorJitter(0.2, 0.2, 0.2, 0.1)
@@ -55,9 +59,6 @@ class PILReference(Dataset):
         return len(self.entries)
 
     def __getitem__(self, index):
-        import torchvision.transforms.functional as TF
-        from PIL import Image
-
         key = index if not isinstance(index, tuple) else index[1]
         e = self.entries[key]
         rng = np.random.default_rng([self.seed, key])
@@ -91,8 +92,6 @@ class PILReference(Dataset):
 
 
 def ensure_data(path: Path, jpg: bool) -> Path:
-    from data.synthetic import generate
-
     if not (path / "splits" / "train_files.txt").is_file():
         print(f"generating synthetic drives into {path} ...", flush=True)
         generate(path, seed=0, drives=2, frames=24, test_drives=1, gt_every=24)
@@ -100,8 +99,6 @@ def ensure_data(path: Path, jpg: bool) -> Path:
         return path
     out = path.parent / (path.name + "_jpg")
     if not (out / "splits" / "train_files.txt").is_file():
-        import cv2
-
         for p in path.rglob("*"):
             q = out / p.relative_to(path)
             if p.is_dir():
@@ -127,7 +124,7 @@ def measure(ds, batch, workers, samples, seed=0):
     t0 = time.perf_counter()
     while n < samples:
         for b in it:
-            n += b["color"].shape[0]
+            n += len(b)
             if n >= samples:
                 break
         else:

@@ -27,13 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from data.kitti import image_path, read_image  # noqa: E402
+from data.kitti import KittiImageSet  # noqa: E402
 from data.splits import read_split_file, split_file  # noqa: E402
 from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
-from depth.checkpoint import load_depth_net  # noqa: E402
 from depth.config import load_config  # noqa: E402
-from depth.evaluation import predict_disparities  # noqa: E402
 from depth.metrics import compute_depth_metrics, markdown_metrics_table  # noqa: E402
+from depth.model import load_model, predict_disparities  # noqa: E402
 from depth.scale import stereo_scale  # noqa: E402
 
 
@@ -55,26 +54,20 @@ def main() -> int:
                        check=True, cwd=ROOT)
         seconds = time.time() - t0
 
-    model, saved = load_depth_net(Path(args.run_dir) / "checkpoints", map_location="cpu")
+    nets, saved = load_model(Path(args.run_dir) / "checkpoints", map_location="cpu")
     scale = stereo_scale(saved)
     if scale is None:
         raise SystemExit(f"{args.run_dir} was not trained with data.stereo=true")
-    root = Path(saved["data"]["root"])
-    test = read_split_file(split_file(saved["data"]["split"], "test"))
+    root = Path(saved.data.root)
+    test = read_split_file(split_file(saved.data.split, "test"))
     gt = [read_benchmark_png(benchmark_png_path(root, e.folder, e.frame, e.side)) for e in test]
-    images = [read_image(image_path(root, e)) for e in test]
-    size_wh = (int(saved["data"]["width"]), int(saved["data"]["height"]))
-
-    import torch
-
-    with torch.inference_mode():
-        disp = predict_disparities(model, images, size_wh, min_depth=float(saved["model"]["min_depth"]),
-                                   max_depth=float(saved["model"]["max_depth"]))
+    disp = predict_disparities(nets.depth_net, KittiImageSet(root, test), (saved.data.width, saved.data.height),
+                               min_depth=saved.model.min_depth, max_depth=saved.model.max_depth)
     fixed = compute_depth_metrics(disp, gt, median_scaling=False, fixed_scale=scale)
     median = compute_depth_metrics(disp, gt, median_scaling=True)
 
-    print(f"\nsynthetic test frames: {len(gt)}; run {args.run_dir} (steps: {saved.get('train', {}).get('max_steps')}, "
-          f"stereo_baseline {saved['data']['stereo_baseline']} -> fixed scale {scale:g})")
+    print(f"\nsynthetic test frames: {len(gt)}; run {args.run_dir} (steps: {saved.train.max_steps}, "
+          f"stereo_baseline {saved.data.stereo_baseline} -> fixed scale {scale:g})")
     if seconds is not None:
         print(f"train command wall time: {seconds / 60:.1f} min")
     print(markdown_metrics_table({f"--stereo (x{scale:g}, no median scaling)": fixed, "median scaling": median}))

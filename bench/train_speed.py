@@ -31,8 +31,9 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from depth.config import load_config  # noqa: E402
-from depth.networks import DepthNet, PoseNet  # noqa: E402
+from depth.batch import FrameBatch  # noqa: E402
+from depth.config import Config, load_config  # noqa: E402
+from depth.model import build_networks  # noqa: E402
 from depth.trainer import Trainer  # noqa: E402
 
 
@@ -132,8 +133,7 @@ def make_batch(b, h, w, device, seed=0):
     color = F.interpolate(low.view(b * 3, 3, h // 8, w // 8), (h, w), mode="bilinear",
                           align_corners=False).view(b, 3, 3, h, w).clamp(0, 1)
     K = torch.tensor([[0.58 * w, 0, 0.5 * w], [0, 1.92 * h, 0.5 * h], [0, 0, 1]]).expand(b, 3, 3).clone()
-    batch = {"color": color, "color_aug": color, "K": K, "index": torch.arange(b)}
-    return {k: v.to(device) for k, v in batch.items()}
+    return FrameBatch(color, color, K, torch.arange(b)).to(device)
 
 
 def project_trainer(h, w, b, device, amp, dca_zoom):
@@ -161,9 +161,9 @@ def run_size(h, w, b, reps, device, amp, variants):
     torch.manual_seed(0)
     batch = make_batch(b, h, w, device)
     runners = {}
-    depth_net, pose_net = DepthNet(18).to(device), PoseNet(18).to(device)
-    minimal = MinimalStep(depth_net, pose_net, h, w, device)
-    runners["minimal"] = lambda: minimal(batch["color"], batch["color_aug"], batch["K"])
+    nets = build_networks(Config()).to(device)  # ResNet-18 baseline, random weights
+    minimal = MinimalStep(nets.depth_net, nets.pose_net, h, w, device)
+    runners["minimal"] = lambda: minimal(batch.color, batch.color_aug, batch.K)
     for name, dz in variants:
         tr = project_trainer(h, w, b, device, amp, dz)
         runners[name] = (lambda t=tr: t.train_step(batch))

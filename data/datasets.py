@@ -12,6 +12,9 @@ import numpy as np
 
 from data.kitti import KittiImageSet, KittiRawDataset
 from data.splits import BUILTIN_SPLITS_DIR, read_split_file, split_file
+from data.synthetic import ensure_synthetic
+from data.velodyne import benchmark_png_path, generate_depth_map, read_benchmark_png, velodyne_path
+from data.video import build_video_data
 
 __all__ = ["DatasetNotFound", "build_training_data", "load_validation_gt"]
 
@@ -37,8 +40,6 @@ class DatasetNotFound(FileNotFoundError):
 def load_validation_gt(root: Path, entries, kind: str = "auto") -> list[np.ndarray] | None:
     """GT depth maps (metres, 0 = invalid) for ``entries``: benchmark PNGs where present
     (``kind`` auto/benchmark), else projected velodyne scans (auto/velodyne); None if neither."""
-    from data.velodyne import benchmark_png_path, generate_depth_map, read_benchmark_png, velodyne_path
-
     if kind == "none" or not entries:
         return None
     bench = [benchmark_png_path(root, e.folder, e.frame, e.side) for e in entries]
@@ -70,18 +71,17 @@ def _validation_split(split: str) -> Path | None:
 def build_training_data(data_cfg, augment_cfg, seed: int = 0, progress: bool = False, cache_workers: int = 0):
     """``(train_set, val_images, val_gt)``; val parts are None when no GT is available.
 
+    ``val_images`` is a :class:`data.kitti.KittiImageSet` (full-resolution frames, read when used)
+    and ``val_gt`` the matching GT maps: what :class:`depth.trainer.ValidationData` holds.
+
     Before returning, the split is checked (target frames always, every frame with ``data.check``;
     the calibration of every date with ``data.intrinsics=calib``) and, with ``data.cache_dir``,
     the pre-resized image cache is built (once; later runs reuse it)."""
     if getattr(data_cfg, "dataset", "kitti") == "video":
-        from data.video import build_video_data
-
         train_set, _ = build_video_data(data_cfg, augment_cfg, seed)  # own videos: no GT to validate on
         return train_set, None, None
     root = Path(data_cfg.root)
     if data_cfg.synthetic.generate:
-        from data.synthetic import ensure_synthetic
-
         s = data_cfg.synthetic
         ensure_synthetic(root, seed=s.seed, drives=s.drives, frames=s.frames, test_drives=s.test_drives,
                          verbose=True)
@@ -110,17 +110,11 @@ def build_training_data(data_cfg, augment_cfg, seed: int = 0, progress: bool = F
         if data_cfg.val_max_images and len(test_entries) > data_cfg.val_max_images:
             idx = np.linspace(0, len(test_entries) - 1, data_cfg.val_max_images).round().astype(int)
             test_entries = [test_entries[i] for i in idx]
-        images = KittiImageSet(root, test_entries, data_cfg.height, data_cfg.width, data_cfg.img_ext)
-        if all(images_exist(images)):
+        images = KittiImageSet(root, test_entries, data_cfg.img_ext)
+        if all(images.path(i).is_file() for i in range(len(images))):
             val_gt = load_validation_gt(root, test_entries, data_cfg.val_gt)
             val_images = images if val_gt is not None else None
     return train_set, val_images, val_gt
-
-
-def images_exist(images: KittiImageSet):
-    from data.kitti import image_path
-
-    return [image_path(images.root, e, e.side, images.img_ext).is_file() for e in images.entries]
 
 
 def check_files(train_set: KittiRawDataset, full: bool = False) -> None:

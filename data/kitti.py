@@ -1,35 +1,37 @@
-"""KITTI raw dataset: split lines -> (frames, jittered frames, intrinsics) at the network size.
+"""KITTI raw layout: frame paths, intrinsics, the training dataset, validation images, odometry.
 
 Layout: ``<root>/<date>/<date>_drive_NNNN_sync/image_0{2,3}/data/%010d.{png,jpg}`` and the date's
-``calib_cam_to_cam.txt``. A sample holds, as float32 tensors in ``[0, 1]``:
-
-* ``color``: ``(F, 3, H, W)`` un-jittered frames in the order of ``frame_ids`` (target first; the
-  stereo partner last when ``stereo=True``) — what the loss compares;
-* ``color_aug``: the same frames with one colour-jitter draw shared by all of them — what the
-  networks see;
-* ``K``: ``(3, 3)`` intrinsics in pixels of the ``H x W`` network image;
-* ``T_stereo``: ``(4, 4)`` target -> stereo-partner transform (metres) when ``stereo=True``;
-* ``index``: the sample's index in the split.
+``calib_cam_to_cam.txt``; odometry: ``<root>/sequences/NN/image_2/%06d.{png,jpg}``. A training
+sample (:class:`KittiRawDataset`) is the dict of :class:`data.frames.FrameSampleDataset` --
+``color``, ``color_aug``, ``K`` (pixels of the ``H x W`` network image), ``index`` -- plus
+``T_stereo``, the ``(4, 4)`` target -> stereo-partner transform (metres), when ``stereo=True``; the
+stereo partner is the last frame of ``color``.
 
 Randomness (flip, jitter) is drawn from ``(seed, epoch, index)`` so a sample is the same whatever
 worker loads it (needed for exact resume).
 """
 from __future__ import annotations
 
+import json
+import os
 import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import albumentations as A
-import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from tqdm import tqdm
 
+from common.atomic import atomic_write, atomic_write_text
+from data.calib import intrinsics_from_calib
+from data.frames import (BadSampleError, FrameSampleDataset, monodepth2_intrinsics, read_image, resize_image,
+                         resize_intrinsics)
 from data.splits import SplitEntry
 
 __all__ = [
-    "image_path", "read_image", "kitti_intrinsics", "monodepth2_intrinsics", "resize_intrinsics",
-    "FrameSampleDataset", "KittiRawDataset", "ImageDiskCache", "KittiImageSet", "BadSampleError", "STEREO_BASELINE_KITTI",
+    "image_path", "kitti_intrinsics", "KittiRawDataset", "ImageDiskCache", "KittiImageSet",
+    "odometry_frames", "STEREO_BASELINE_KITTI",
 ]
 
 SIDE_TO_CAM = {"l": 2, "r": 3}
@@ -37,10 +39,6 @@ SIDE_TO_CAM = {"l": 2, "r": 3}
 # stereo translation gives depth in metres (evaluation scale 1); Monodepth2 trains with 0.1 instead,
 # so that its depth x 0.54 / 0.1 = 5.4 is metres (see depth.scale.stereo_scale).
 STEREO_BASELINE_KITTI = 0.54
-
-
-class BadSampleError(RuntimeError):
-    """A file of a sample is missing or unreadable; the message names the file."""
 
 
 def image_path(root: str | Path, entry: SplitEntry, side: str | None = None, ext: str | None = None,
@@ -58,36 +56,8 @@ def image_path(root: str | Path, entry: SplitEntry, side: str | None = None, ext
     return folder / f"{frame:010d}.{ext}"
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """``H x W x 3`` uint8 RGB; a missing or undecodable file raises :class:`BadSampleError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadSampleError(f"missing image: {path}")
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise BadSampleError(f"corrupt or unreadable image: {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def monodepth2_intrinsics(width: int, height: int) -> np.ndarray:
-    """Monodepth2's fixed KITTI intrinsics (fx=0.58 W, fy=1.92 H, centred principal point)."""
-    return np.array([[0.58 * width, 0, 0.5 * width], [0, 1.92 * height, 0.5 * height], [0, 0, 1]],
-                    dtype=np.float32)
-
-
-def resize_intrinsics(K: np.ndarray, src_size: tuple[int, int], dst_size: tuple[int, int]) -> np.ndarray:
-    """Rescale pixel intrinsics from ``src_size`` (W, H) to ``dst_size`` (W, H): row 0 by the width
-    ratio, row 1 by the height ratio (the community convention, see depth.geometry)."""
-    K = np.asarray(K, dtype=np.float64).copy()
-    K[0] *= dst_size[0] / src_size[0]
-    K[1] *= dst_size[1] / src_size[1]
-    return K.astype(np.float32)
-
-
 def kitti_intrinsics(calib_dir: str | Path, side: str = "l") -> tuple[np.ndarray, tuple[int, int]]:
     """``(K, (W, H))`` of camera 02 (side l) or 03 (side r) from ``P_rect_0x`` / ``S_rect_0x``."""
-    from data.calib import intrinsics_from_calib
-
     return intrinsics_from_calib(calib_dir, cam=SIDE_TO_CAM[side])
 
 
@@ -97,83 +67,6 @@ def _stereo_T(side: str, baseline: float) -> np.ndarray:
     T = np.eye(4, dtype=np.float32)
     T[0, 3] = -baseline if side == "l" else baseline
     return T
-
-
-class FrameSampleDataset(Dataset):
-    """What every training dataset shares: the per-sample random draws (flip, one colour-jitter draw
-    for all frames) from ``(seed, epoch, index)`` and the packing of frames + K into a sample dict.
-
-    Subclasses implement ``__len__`` and :meth:`load_frames`, which returns the un-augmented
-    ``H x W x 3`` uint8 frames at the network size (target first) and ``K`` for that size.
-    """
-
-    def __init__(self, height: int, width: int, n_frames: int, *, is_train: bool = True,
-                 color_jitter_prob: float = 0.5, brightness: float = 0.2, contrast: float = 0.2,
-                 saturation: float = 0.2, hue: float = 0.1, flip_prob: float = 0.5, seed: int = 0):
-        self.height, self.width = height, width
-        self.is_train = is_train
-        self.flip_prob = flip_prob if is_train else 0.0
-        self.jitter_prob = color_jitter_prob if is_train else 0.0
-        self._jitter = A.Compose(
-            [A.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue, p=1.0)],
-            additional_targets={f"image{i}": "image" for i in range(1, n_frames)})
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def load_frames(self, index: int) -> tuple[list[np.ndarray], np.ndarray]:
-        raise NotImplementedError
-
-    def draw(self, index: int) -> tuple[bool, bool, int]:
-        """``(flip, jitter, jitter_seed)`` of sample ``index`` in the current epoch."""
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        flip = rng.random() < self.flip_prob
-        jitter = rng.random() < self.jitter_prob
-        return flip, jitter, int(rng.integers(0, 2 ** 31 - 1))
-
-    def make_sample(self, index: int, frames: list[np.ndarray], K: np.ndarray, flip: bool, jitter: bool,
-                    jitter_seed: int) -> dict:
-        """Flip (all frames; ``cx' = W - 1 - cx``) and jitter (one draw for all frames) -> sample dict."""
-        if flip:
-            frames = [np.ascontiguousarray(f[:, ::-1]) for f in frames]
-            K = K.copy()
-            K[0, 2] = self.width - 1 - K[0, 2]
-        if jitter:
-            self._jitter.set_random_seed(jitter_seed)
-            out = self._jitter(image=frames[0], **{f"image{i}": fr for i, fr in enumerate(frames[1:], 1)})
-            frames_aug = [out["image"]] + [out[f"image{i}"] for i in range(1, len(frames))]
-        else:
-            frames_aug = frames
-
-        def to_tensor(imgs):
-            return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float().div_(255.0)
-
-        color = to_tensor(frames)
-        return {"color": color, "color_aug": to_tensor(frames_aug) if jitter else color,
-                "K": torch.from_numpy(np.ascontiguousarray(K, dtype=np.float32)), "index": index}
-
-    def __getitem__(self, index: int) -> dict:
-        flip, jitter, jitter_seed = self.draw(index)
-        frames, K = self.load_frames(index)
-        return self.make_sample(index, frames, K, flip, jitter, jitter_seed)
-
-    def _decode_resized(self, path: Path) -> tuple[np.ndarray, tuple[int, int]]:
-        """Decode ``path`` and resize to the network size (INTER_AREA); also its size on disk."""
-        img = read_image(path)
-        size = (img.shape[1], img.shape[0])
-        return cv2.resize(img, (self.width, self.height), interpolation=cv2.INTER_AREA), size
-
-    def read_resized(self, path: Path) -> tuple[np.ndarray, tuple[int, int]]:
-        """:meth:`_decode_resized`, kept in memory when the subclass set ``self._image_cache``."""
-        cache = getattr(self, "_image_cache", None)
-        if cache is not None and path in cache:
-            return cache[path]
-        out = self._decode_resized(path)
-        if cache is not None:
-            cache[path] = out
-        return out
 
 
 class KittiRawDataset(FrameSampleDataset):
@@ -189,7 +82,8 @@ class KittiRawDataset(FrameSampleDataset):
             raise ValueError(f"intrinsics must be 'calib' or 'monodepth2', got {intrinsics!r}")
         super().__init__(height, width, len(list(frame_ids)) + int(stereo), is_train=is_train,
                          color_jitter_prob=color_jitter_prob, brightness=brightness, contrast=contrast,
-                         saturation=saturation, hue=hue, flip_prob=flip_prob, seed=seed)
+                         saturation=saturation, hue=hue, flip_prob=flip_prob, seed=seed,
+                         cache_images=cache_images)
         self.root = Path(root)
         self.entries = list(entries)
         self.frame_ids = list(frame_ids)
@@ -199,8 +93,6 @@ class KittiRawDataset(FrameSampleDataset):
         self.stereo_baseline = stereo_baseline
         self._calib_cache: dict[tuple[str, str], tuple[np.ndarray, tuple[int, int]]] = {}
         self._lock = threading.Lock()
-        # decoded + resized frames, keyed by path (per process: each loader worker has its own)
-        self._image_cache: dict[Path, tuple[np.ndarray, tuple[int, int]]] | None = {} if cache_images else None
         # optional on-disk cache of pre-resized frames (built by data.datasets.build_training_data)
         self.disk_cache = ImageDiskCache(cache_dir, self.root, width, height) if cache_dir else None
 
@@ -262,22 +154,40 @@ class KittiRawDataset(FrameSampleDataset):
         return sample
 
 
-class KittiImageSet(Dataset):
-    """Single frames at the network size (evaluation / validation input): ``(3, H, W)`` float."""
+class KittiImageSet:
+    """The target frames of split entries at full resolution, read when indexed or iterated:
+    ``H x W x 3`` uint8 RGB (validation and evaluation input; the model resizes them with
+    :func:`data.frames.resize_image`)."""
 
-    def __init__(self, root: str | Path, entries: list[SplitEntry], height: int, width: int,
-                 img_ext: str = "auto"):
-        self.root, self.entries = Path(root), list(entries)
-        self.height, self.width, self.img_ext = height, width, img_ext
+    def __init__(self, root: str | Path, entries: list[SplitEntry], img_ext: str = "auto"):
+        self.root, self.entries, self.img_ext = Path(root), list(entries), img_ext
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def path(self, index: int) -> Path:
         e = self.entries[index]
-        img = read_image(image_path(self.root, e, e.side, self.img_ext))
-        img = cv2.resize(img, (self.width, self.height), interpolation=cv2.INTER_AREA)
-        return torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0)
+        return image_path(self.root, e, e.side, self.img_ext)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return read_image(self.path(index))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[i] for i in range(len(self)))
+
+
+def odometry_frames(root: str | Path, sequence: int, count: int) -> Iterator[np.ndarray]:
+    """Frames ``0 .. count-1`` of a KITTI odometry sequence (``sequences/NN/image_2``, png or jpg),
+    read one at a time; a missing frame raises :class:`BadSampleError` naming both candidates."""
+    folder = Path(root) / "sequences" / f"{int(sequence):02d}" / "image_2"
+    for i in range(count):
+        for ext in (".png", ".jpg"):
+            p = folder / f"{i:06d}{ext}"
+            if p.is_file():
+                break
+        else:
+            raise BadSampleError(f"odometry frame {i} not found as {folder / f'{i:06d}'}.png or .jpg")
+        yield read_image(p)
 
 
 class ImageDiskCache:
@@ -300,8 +210,6 @@ class ImageDiskCache:
         self.index_path = self.folder / "index.json"
         self.entries: dict[str, list] = {}
         if self.index_path.is_file():
-            import json
-
             try:
                 data = json.loads(self.index_path.read_text())
                 if data.get("version") == self.VERSION:
@@ -332,23 +240,13 @@ class ImageDiskCache:
         return img, (int(meta[0]), int(meta[1]))
 
     def _save_index(self) -> None:
-        import json
-        import os
-        import tempfile
-
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".tmp", dir=self.folder)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"version": self.VERSION, "width": self.width, "height": self.height,
-                       "entries": self.entries}, f)
-        os.replace(tmp, self.index_path)
+        atomic_write_text(self.index_path, json.dumps({"version": self.VERSION, "width": self.width,
+                                                       "height": self.height, "entries": self.entries}),
+                          fsync=False)
 
     def build(self, paths, workers: int = 0, progress: bool = True) -> dict:
         """Cache every readable file of ``paths`` not cached yet (or changed since). Returns
         ``{"cached": n_new, "present": n_already, "unreadable": [paths]}``."""
-        import os
-        from concurrent.futures import ThreadPoolExecutor
-
         todo, present = [], 0
         for p in dict.fromkeys(Path(x) for x in paths):
             key = self._key(p)
@@ -369,21 +267,14 @@ class ImageDiskCache:
 
         def one(item):
             p, key, st = item
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is None:
+            try:
+                img = read_image(p)
+            except BadSampleError:
                 return key, None, str(p)
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
             size = [img.shape[1], img.shape[0]]
-            img = cv2.resize(img, (self.width, self.height), interpolation=cv2.INTER_AREA)
-            out = self._file(key)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                np.save(f, np.ascontiguousarray(img))
-            os.replace(tmp, out)
+            img = np.ascontiguousarray(resize_image(img, (self.width, self.height)))
+            atomic_write(self._file(key), lambda f: np.save(f, img), fsync=False)
             return key, size + [st.st_size, st.st_mtime_ns], None
-
-        from tqdm import tqdm
 
         n_threads = max(1, workers or (os.cpu_count() or 1))
         with ThreadPoolExecutor(n_threads) as pool, \

@@ -32,10 +32,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import cv2
 import numba
 import numpy as np
+from tqdm import tqdm
 
+from common.arrays import open_array_file
+from common.atomic import atomic_write
 from data.calib import image_size_from_calib, projection_velo_to_image
+from data.frames import decode_file
 
 __all__ = [
     "load_velodyne_points",
@@ -49,6 +54,8 @@ __all__ = [
     "save_dense_gt",
     "load_gt",
     "export_gt",
+    "check_gt_matches_split",
+    "evaluation_gt",
     "SPARSE_FORMAT",
 ]
 
@@ -93,14 +100,7 @@ def benchmark_png_path(root: str | Path, folder: str, frame: int, side: str = "l
 
 def read_benchmark_png(path: str | Path) -> np.ndarray:
     """KITTI depth-benchmark annotation: uint16 PNG, depth in metres = value / 256 (0 = none)."""
-    import cv2
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"annotated depth map not found: {path}")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"annotated depth map {path} could not be decoded (corrupt PNG?)")
+    img = decode_file(path, cv2.IMREAD_UNCHANGED, "annotated depth map")
     if img.dtype != np.uint16 or img.ndim != 2:
         raise ValueError(f"annotated depth map {path} must be a single-channel uint16 PNG, "
                          f"got {img.dtype} with shape {img.shape}")
@@ -409,8 +409,6 @@ class SparseGT:
 
 
 def _atomic_npz(path: Path, arrays: dict, compressed: bool) -> None:
-    from depth.atomic import atomic_write
-
     atomic_write(path, lambda f: (np.savez_compressed if compressed else np.savez)(f, **arrays))
 
 
@@ -442,12 +440,10 @@ def load_gt(path: str | Path) -> SparseGT | list[np.ndarray] | np.ndarray:
     """Read a GT file: a :class:`SparseGT`, or Monodepth2's dense maps (a list of float32 maps, or
     an ``(N, H, W)`` array when stacked)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"GT file not found: {path}")
-    try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise ValueError(f"GT file {path} could not be read ({type(e).__name__}: {e})") from None
+    z = open_array_file(path, "GT file")
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError(f"GT file {path} is a plain .npy array, not an .npz file (sparse GT or Monodepth2's "
+                         f"gt_depths.npz)")
     with z:
         keys = set(z.files)
         if "format" in keys:
@@ -524,28 +520,55 @@ def export_gt(data_path: str | Path, entries: Sequence, mode: str = "velodyne", 
     def work(e):
         return _one_map(root, e, mode, exact, sparse=not dense)
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(entries), desc=f"export GT ({mode}{', exact' if exact else ''})", unit="img")
+    bar = tqdm(total=len(entries), desc=f"export GT ({mode}{', exact' if exact else ''})", unit="img",
+               disable=not progress)
     results = []
     try:
         if workers == 1:
             for e in entries:
                 results.append(work(e))
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
         else:
             with ThreadPoolExecutor(workers) as ex:
                 for r in ex.map(work, entries):
                     results.append(r)
-                    if bar is not None:
-                        bar.update(1)
+                    bar.update(1)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     if dense:
         return results
-    lines = [" ".join([f, str(fr), s]) for f, fr, s in map(_entry_fields, entries)]
-    return SparseGT.from_parts(results, entries=lines)
+    return SparseGT.from_parts(results, entries=[_entry_line(e) for e in entries])
+
+
+def _entry_line(e) -> str:
+    folder, frame, side = _entry_fields(e)
+    return f"{folder} {frame} {side}"
+
+
+def check_gt_matches_split(gt, entries: Sequence, source: str | Path = "GT") -> None:
+    """A GT file that stores its split lines (:class:`SparseGT` from :func:`export_gt`) must have
+    been made for ``entries``: a ``ValueError`` names the first entry that differs."""
+    stored = getattr(gt, "entries", None)
+    if stored is None or len(stored) != len(entries):
+        return
+    for i, (have, want) in enumerate(zip(stored, map(_entry_line, entries))):
+        if have != want:
+            raise ValueError(f"GT file {source} was made for another split: entry {i} is {have!r}, "
+                             f"the split has {want!r}")
+
+
+def evaluation_gt(entries: Sequence, *, gt_path: str | Path | None = None, data_path: str | Path | None = None,
+                  mode: str = "velodyne", exact: bool = False, progress: bool = True):
+    """The GT to score ``entries`` against: the file ``gt_path`` (checked against the split with
+    :func:`check_gt_matches_split`), else exported from the KITTI root ``data_path`` with
+    :func:`export_gt`. Missing files raise ``FileNotFoundError``, bad ones ``ValueError``."""
+    if gt_path:
+        gt = load_gt(gt_path)
+        check_gt_matches_split(gt, entries, gt_path)
+        return gt
+    if not data_path:
+        raise ValueError("give a GT file or the KITTI root (to export the GT on the fly)")
+    try:
+        return export_gt(data_path, entries, mode=mode, exact=exact, progress=progress)
+    except KeyError as e:  # a calibration key
+        raise ValueError(str(e).strip("'\"")) from None

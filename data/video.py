@@ -20,11 +20,11 @@ An intrinsics file holds ``fx fy cx cy``, or a 3x3 ``K`` (9 numbers, row-major),
 lines such as KITTI's ``P_rect_02`` (with ``S_rect_02`` giving the size the matrix refers to),
 KITTI odometry's ``P2``, ``K``/``camera_matrix``; an optional ``size: W H`` (or ``width``/``height``)
 line says which image size the numbers refer to (default: the frames on disk). Frames are resized to
-the network size and K rescaled with them (:func:`data.kitti.resize_intrinsics`: fx, cx by the
+the network size and K rescaled with them (:func:`data.frames.resize_intrinsics`: fx, cx by the
 width ratio, fy, cy by the height ratio -- also when the aspect ratio changes).
 
-Samples are the same dict as :class:`data.kitti.KittiRawDataset` (``color``, ``color_aug``, ``K``,
-``index``) with the same augmentation (shared base class). Train/val are split by sequence
+Samples are those of :class:`data.frames.FrameSampleDataset` (``color``, ``color_aug``, ``K``,
+``index``), with the same augmentation as KITTI's. Train/val are split by sequence
 (``data.val_fraction``). ``data.static_threshold`` > 0 drops triplets whose mean absolute frame
 difference (grey, 0..1, on small thumbnails) between the target and any source is below it -- the
 Zhou et al. rule against a car standing still; the number dropped is reported.
@@ -32,7 +32,6 @@ Zhou et al. rule against a car standing still; the number dropped is reported.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -41,16 +40,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.kitti import BadSampleError, FrameSampleDataset, monodepth2_intrinsics, read_image, resize_intrinsics
+from common.atomic import atomic_write_text
+from data.frames import (IMAGE_EXTS, VIDEO_EXTS, BadSampleError, FrameSampleDataset, monodepth2_intrinsics,
+                         read_image, resize_image, resize_intrinsics)
 
 __all__ = [
-    "IMAGE_EXTS", "VIDEO_EXTS", "IntrinsicsMissing", "Sequence", "decode_video", "discover_sequences",
+    "IntrinsicsMissing", "Sequence", "decode_video", "discover_sequences",
     "parse_intrinsics_text", "read_intrinsics_file", "split_sequences", "frame_differences",
     "VideoFolderDataset", "build_video_data", "INTRINSICS_HELP",
 ]
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 CACHE_MARKER = "frames.json"
 THUMB_WIDTH = 128
 
@@ -146,9 +145,7 @@ def decode_video(path: str | Path, out_dir: str | Path, stride: int = 1, quality
         cap.release()
     if n_kept == 0:
         raise BadSampleError(f"corrupt or unreadable video (no frame decoded): {path}")
-    tmp = out_dir / (CACHE_MARKER + ".tmp")
-    tmp.write_text(json.dumps({**want, "frames": n_kept}, indent=2) + "\n")
-    os.replace(tmp, marker)
+    atomic_write_text(marker, json.dumps({**want, "frames": n_kept}, indent=2) + "\n")
     if verbose:
         print(f"decoded {path.name}: {n_kept} frames (stride {stride}) -> {out_dir}", flush=True)
     return [out_dir / f"{i:06d}.jpg" for i in range(n_kept)]
@@ -306,7 +303,7 @@ def _thumb(path: Path) -> np.ndarray:
     h, w = img.shape[:2]
     tw = min(THUMB_WIDTH, w)
     th = max(1, int(round(h * tw / w)))
-    g = cv2.cvtColor(cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    g = cv2.cvtColor(resize_image(img, (tw, th)), cv2.COLOR_RGB2GRAY)
     return g.astype(np.float32) / 255.0
 
 
@@ -339,7 +336,7 @@ class VideoFolderDataset(FrameSampleDataset):
         frame_ids = list(frame_ids)
         super().__init__(height, width, len(frame_ids), is_train=is_train, color_jitter_prob=color_jitter_prob,
                          brightness=brightness, contrast=contrast, saturation=saturation, hue=hue,
-                         flip_prob=flip_prob, seed=seed)
+                         flip_prob=flip_prob, seed=seed, cache_images=cache_images)
         self.sequences = list(sequences)
         self.frame_ids = frame_ids
         self.static_threshold = float(static_threshold)
@@ -357,7 +354,6 @@ class VideoFolderDataset(FrameSampleDataset):
                 self.n_static += int((~keep).sum())
                 targets = [t for t, k in zip(targets, keep) if k]
             self.samples += [(si, t) for t in targets]
-        self._image_cache: dict[Path, tuple[np.ndarray, tuple[int, int]]] | None = {} if cache_images else None
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -1,4 +1,6 @@
-"""Checkpoints: atomic writes, retention, and loading the networks back for inference.
+"""Checkpoint files: atomic writes, retention, and reading back the newest complete one.
+
+File I/O only; turning a checkpoint into networks is :func:`depth.model.load_model`.
 
 A checkpoint is a plain dict readable with ``torch.load``: ``depth_net`` and ``pose_net`` are
 plain state dicts; ``config`` is the resolved configuration as a dict; ``seed``, ``versions``
@@ -12,23 +14,22 @@ import platform
 import re
 from pathlib import Path
 
+import kornia
+import numpy
 import torch
 
-from depth.atomic import atomic_write, atomic_write_text, fsync_dir
+from common.atomic import atomic_write, fsync_dir
 
-__all__ = ["atomic_torch_save", "atomic_write_text", "save_checkpoint", "library_versions",
-           "load_checkpoint", "load_depth_net", "load_pose_net", "build_depth_net", "build_pose_net"]
+__all__ = ["atomic_torch_save", "save_checkpoint", "library_versions", "load_checkpoint"]
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
-    """``torch.save`` through :func:`depth.atomic.atomic_write` (temp file, fsync, rename)."""
+    """``torch.save`` through :func:`common.atomic.atomic_write` (temp file, fsync, rename)."""
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def library_versions() -> dict:
-    import kornia
-    import numpy
-
+    """Versions of Python and the libraries a run depends on (stored with every checkpoint)."""
     out = {"python": platform.python_version(), "torch": torch.__version__, "kornia": kornia.__version__,
            "numpy": numpy.__version__}
     for name in ("torchvision", "albumentations", "numba", "cv2"):
@@ -124,49 +125,3 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if ckpt is not None:
         return ckpt
     raise RuntimeError(f"no readable checkpoint in {folder}:\n  " + "\n  ".join(errors))
-
-
-def build_depth_net(cfg):
-    from depth.networks import DepthNet
-
-    from depth.geometry import depth_to_sigmoid
-
-    m = cfg.model
-    net = DepthNet(m.num_layers, pretrained=False, scales=tuple(m.scales), dca=m.dca)
-    if m.init_depth > 0:
-        net.decoder.init_disparity(depth_to_sigmoid(m.init_depth, m.min_depth, m.max_depth))
-    return net
-
-
-def build_pose_net(cfg):
-    from depth.networks import PoseNet
-
-    m = cfg.model
-    return PoseNet(m.num_layers, pretrained=False, rotation_scale=m.pose_rotation_scale,
-                   translation_scale=m.pose_translation_scale)
-
-
-def load_depth_net(path: str | Path, map_location="cpu"):
-    """``(model, cfg_dict)``: the depth network in eval mode; ``model(images)`` takes
-    ``(B, 3, H, W)`` RGB in ``[0, 1]`` at ``cfg["data"]["height"] x cfg["data"]["width"]`` and
-    returns the ``(B, 1, H, W)`` sigmoid (see :func:`depth.geometry.disp_to_depth`)."""
-    from depth.config import from_dict
-
-    ckpt = load_checkpoint(path, map_location)
-    cfg = from_dict(ckpt["config"])
-    model = build_depth_net(cfg)
-    model.load_state_dict(ckpt["depth_net"])
-    model.eval()
-    return model, ckpt["config"]
-
-
-def load_pose_net(path: str | Path, map_location="cpu"):
-    """``(pose_model, cfg_dict)``; ``pose_model(a, b)`` -> (axisangle, translation) of ``T_b_a``."""
-    from depth.config import from_dict
-
-    ckpt = load_checkpoint(path, map_location)
-    cfg = from_dict(ckpt["config"])
-    model = build_pose_net(cfg)
-    model.load_state_dict(ckpt["pose_net"])
-    model.eval()
-    return model, ckpt["config"]

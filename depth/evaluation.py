@@ -1,29 +1,38 @@
-"""Eigen-protocol helpers: post-processing, scale-robustness tests and pose ATE.
+"""The evaluation protocols on top of the model: Eigen-split scoring, the scale test, pose ATE.
 
-Model-dependent functions take a ``predict`` callable: ``predict(images) -> sigmoid disparity``
-with ``images`` a ``(B, 3, h, w)`` float tensor in ``[0, 1]`` at the network size and the result
-``(B, 1, h, w)``. They never import network code. Disparities returned here are the *scaled*
-disparities of :func:`depth.geometry.disp_to_depth` (what Monodepth2 saves and evaluates).
+Model-dependent functions take a ``predict`` callable (see :mod:`depth.model`: the depth network's
+sigmoid on ``(B, 3, h, w)`` images in ``[0, 1]`` at the network size) and reach it through
+:func:`depth.model.predict_disparities`, the resize and forward pass that training validation
+uses too. Disparities here are the *scaled* disparities of :func:`depth.geometry.disp_to_depth`.
 
 Windows are ``(top, bottom, left, right)`` in pixels (bottom/right exclusive).
 """
 from __future__ import annotations
 
+import csv
+import io
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
+import torch
+from tqdm import tqdm
+
+from common.arrays import open_array_file
+from data.frames import frames_to_tensor, resize_image
+from depth.geometry import pose_vector_to_matrix
+from depth.metrics import METRIC_NAMES, aggregate_metrics, compute_depth_metrics, compute_depth_metrics_per_image
+from depth.model import batched, centre_window, predict_disparities
 
 __all__ = [
-    "batch_post_process_disparity",
-    "centre_window",
-    "resize_image",
-    "images_to_tensor",
-    "predict_disparities",
-    "zoom_post_process",
+    "gt_kind_for_split",
+    "eigen_metric_kwargs",
+    "load_disparities",
+    "predict_for_gt",
+    "per_image_csv",
     "scale_robustness",
     "zoom_robustness",
-    "ZOOM_PP_FACTORS",
     "dump_xyz",
     "compute_ate",
     "load_odometry_poses",
@@ -32,175 +41,115 @@ __all__ = [
     "predict_relative_poses",
 ]
 
-ZOOM_PP_FACTORS = (2.0, 4.0 / 3.0)
-
 
 # ----------------------------------------------------------------------------------------------
-# Post-processing
+# Depth: the Eigen protocol
 # ----------------------------------------------------------------------------------------------
 
-def batch_post_process_disparity(l_disp: np.ndarray, r_disp: np.ndarray) -> np.ndarray:
-    """Monodepth2's flip post-processing.
+def gt_kind_for_split(split: str | Path, gt_source: str = "auto") -> str:
+    """``"velodyne"`` or ``"benchmark"`` GT for a split: ``gt_source`` unless ``auto``, which
+    picks ``benchmark`` (annotated PNGs) for ``eigen_benchmark`` splits."""
+    if gt_source not in ("auto", "velodyne", "benchmark"):
+        raise ValueError(f"gt_source must be auto, velodyne or benchmark, got {gt_source!r}")
+    if gt_source != "auto":
+        return gt_source
+    return "benchmark" if Path(str(split)).name.startswith("eigen_benchmark") else "velodyne"
 
-    ``l_disp``: ``(N, h, w)`` disparities of the images; ``r_disp``: disparities of the flipped
-    images, flipped back. The left 5 % of the result comes from ``r_disp``, the right 5 % from
-    ``l_disp``, a linear ramp joins them to the mean of both.
+
+def eigen_metric_kwargs(gt_kind: str = "velodyne", *, fixed_scale: float | None = None,
+                        median_scaling: bool = True, min_depth: float = 1e-3,
+                        max_depth: float = 80.0) -> dict:
+    """Keyword arguments of :func:`depth.metrics.compute_depth_metrics` for the protocol of
+    ``gt_kind``: velodyne GT (``eigen``) with the Garg crop and the ``min < gt < max`` mask,
+    benchmark GT (``eigen_benchmark``) with neither (Monodepth2's rule). ``fixed_scale``
+    (stereo models) replaces median scaling."""
+    bench = gt_kind == "benchmark"
+    return dict(median_scaling=median_scaling and fixed_scale is None, fixed_scale=fixed_scale,
+                min_depth=min_depth, max_depth=max_depth, garg_crop=not bench, gt_range_mask=not bench)
+
+
+def load_disparities(path: str | Path) -> np.ndarray:
+    """Saved scaled disparities as ``(N, h, w)`` float32: an ``.npy`` of ``(N, h, w)`` or
+    ``(N, 1, h, w)`` (Monodepth2's ``--ext_disp_to_eval`` format) or an ``.npz`` (key ``disp``,
+    else its first array). Errors name the file."""
+    d = open_array_file(path, "disparity file")
+    if isinstance(d, np.lib.npyio.NpzFile):
+        with d:
+            key = "disp" if "disp" in d.files else d.files[0]
+            d = d[key]
+    if d.ndim == 4 and d.shape[1] == 1:
+        d = d[:, 0]
+    if d.ndim != 3:
+        raise ValueError(f"disparities {path} must be an (N, h, w) array, got shape {d.shape}")
+    return np.ascontiguousarray(d, dtype=np.float32)
+
+
+def _gt_shapes(gt) -> list[tuple[int, int]]:
+    return [tuple(s) for s in gt.shapes] if hasattr(gt, "shapes") else [tuple(np.shape(m)) for m in gt]
+
+
+def _at_gt_size(images: Iterable[np.ndarray], shapes: list[tuple[int, int]]) -> Iterator[np.ndarray]:
+    for i, (im, s) in enumerate(zip(images, shapes)):
+        if tuple(im.shape[:2]) != s:
+            raise ValueError(f"image {i} is {im.shape[0]}x{im.shape[1]} but its GT map is {s[0]}x{s[1]}: "
+                             f"the scale test needs images at the GT resolution")
+        yield im
+
+
+def predict_for_gt(predict: Callable, images: Iterable[np.ndarray], gt, size_wh: tuple[int, int], *,
+                   zoom: float | None = None, crop: float | None = None,
+                   **predict_kwargs) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """Disparities of ``images`` to score against ``gt`` (the same split, in order), plainly or
+    for one half of the scale test (METHOD.md section 7, last bullet).
+
+    ``zoom=Z``: predict on the centre ``1/Z`` crop resized to the network size, scored on the
+    same GT window; ``crop=Z``: predict on the full image, score its centre ``1/Z``. The Garg crop
+    stays in full-image coordinates. Returns ``(disp, windows or None, pred_in_window)`` for
+    :func:`depth.metrics.compute_depth_metrics`; ``predict_kwargs`` go to
+    :func:`depth.model.predict_disparities`.
     """
-    _, h, w = l_disp.shape
-    m_disp = 0.5 * (l_disp + r_disp)
-    l, _ = np.meshgrid(np.linspace(0, 1, w), np.linspace(0, 1, h))
-    l_mask = (1.0 - np.clip(20 * (l - 0.05), 0, 1))[None, ...]
-    r_mask = l_mask[:, :, ::-1]
-    return (r_mask * l_disp + l_mask * r_disp + (1.0 - l_mask - r_mask) * m_disp).astype(l_disp.dtype)
+    if zoom and crop:
+        raise ValueError("zoom and crop are two different tests: give one of them")
+    shapes = _gt_shapes(gt)
+    if hasattr(images, "__len__") and len(images) != len(shapes):
+        raise ValueError(f"{len(images)} images but {len(shapes)} GT maps")
+    z = zoom or crop
+    windows = None
+    if z:
+        windows = np.array([centre_window(h, w, z) for h, w in shapes], dtype=np.int64)
+        images = _at_gt_size(images, shapes)
+    disp = predict_disparities(predict, images, size_wh, zoom=zoom, **predict_kwargs)
+    return disp, windows, bool(zoom)
 
 
-def centre_window(height: int, width: int, zoom: float) -> tuple[int, int, int, int]:
-    """The centred ``1/zoom`` window ``(top, bottom, left, right)`` of a ``height x width`` image."""
-    if not zoom >= 1.0:
-        raise ValueError(f"zoom must be >= 1, got {zoom}")
-    h = max(1, int(round(height / zoom)))
-    w = max(1, int(round(width / zoom)))
-    top = (height - h) // 2
-    left = (width - w) // 2
-    return top, top + h, left, left + w
-
-
-def resize_image(img: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
-    """RGB uint8 ``(H, W, 3)`` -> network size with PIL's LANCZOS filter (as Monodepth2)."""
-    from PIL import Image
-
-    if img.shape[1] == size_wh[0] and img.shape[0] == size_wh[1]:
-        return img
-    return np.asarray(Image.fromarray(img).resize(tuple(int(s) for s in size_wh), Image.LANCZOS))
-
-
-def images_to_tensor(images: Sequence[np.ndarray]):
-    """List of ``(h, w, 3)`` uint8 RGB -> ``(B, 3, h, w)`` float tensor in ``[0, 1]``."""
-    import torch
-
-    arr = np.stack([np.asarray(im) for im in images]).astype(np.float32) / 255.0
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
-
-
-def _crop(img: np.ndarray, win) -> np.ndarray:
-    t, b, l, r = win
-    return img[t:b, l:r]
-
-
-def _predict_scaled(predict, batch, min_depth, max_depth) -> np.ndarray:
-    import torch
-
-    from depth.geometry import disp_to_depth
-
-    with torch.inference_mode():
-        sig = predict(batch)
-        disp, _ = disp_to_depth(sig, min_depth, max_depth)
-    return disp[:, 0].float().cpu().numpy()
-
-
-def _predict_resized(predict, images, size_wh, min_depth, max_depth, flip: bool) -> np.ndarray:
-    import torch
-
-    x = images_to_tensor([resize_image(im, size_wh) for im in images])
-    if not flip:
-        return _predict_scaled(predict, x, min_depth, max_depth)
-    n = x.shape[0]
-    d = _predict_scaled(predict, torch.cat([x, torch.flip(x, [3])], 0), min_depth, max_depth)
-    return batch_post_process_disparity(d[:n], d[n:, :, ::-1])
-
-
-def zoom_post_process(predict, images: Sequence[np.ndarray], size_wh: tuple[int, int], *,
-                      min_depth: float = 0.1, max_depth: float = 100.0,
-                      zooms: Sequence[float] = ZOOM_PP_FACTORS) -> np.ndarray:
-    """The zoom post-processing (METHOD.md section 4): the full-image prediction averaged, inside
-    each centre window, with the predictions made on that window (cut from the full-resolution
-    image and resized to the network size). Returns ``(N, h, w)`` scaled disparities."""
-    w_net, h_net = size_wh
-    acc = _predict_resized(predict, images, size_wh, min_depth, max_depth, False).astype(np.float64)
-    cnt = np.ones_like(acc)
-    for z in zooms:
-        crops = [_crop(im, centre_window(im.shape[0], im.shape[1], z)) for im in images]
-        d = _predict_resized(predict, crops, size_wh, min_depth, max_depth, False)
-        t, b, l, r = centre_window(h_net, w_net, z)
-        from depth.metrics import resize_linear
-
-        for i in range(len(images)):
-            acc[i, t:b, l:r] += resize_linear(d[i], (r - l, b - t))
-            cnt[i, t:b, l:r] += 1
-    return (acc / cnt).astype(np.float32)
-
-
-def predict_disparities(predict: Callable, images: Iterable[np.ndarray], size_wh: tuple[int, int], *,
-                        post_process: str = "none", batch_size: int = 8, min_depth: float = 0.1,
-                        max_depth: float = 100.0, zoom: float | None = None,
-                        progress: bool = False) -> np.ndarray:
-    """Scaled disparities ``(N, h, w)`` float32 of full-resolution RGB uint8 images.
-
-    ``post_process``: ``none``, ``flip`` (Monodepth2) or ``zoom`` (centre-crop averaging).
-    ``zoom``: predict on the centre ``1/zoom`` window of every image instead of the whole image.
-    """
-    if post_process not in ("none", "flip", "zoom"):
-        raise ValueError(f"post_process must be none, flip or zoom, got {post_process!r}")
-    out = []
-    batch: list[np.ndarray] = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(desc="predict", unit="img")
-
-    def flush():
-        if not batch:
-            return
-        if post_process == "zoom":
-            out.append(zoom_post_process(predict, batch, size_wh, min_depth=min_depth, max_depth=max_depth))
-        else:
-            out.append(_predict_resized(predict, batch, size_wh, min_depth, max_depth, post_process == "flip"))
-        if bar is not None:
-            bar.update(len(batch))
-        batch.clear()
-
-    for im in images:
-        if zoom is not None and zoom != 1:
-            im = _crop(im, centre_window(im.shape[0], im.shape[1], zoom))
-        batch.append(im)
-        if len(batch) == batch_size:
-            flush()
-    flush()
-    if bar is not None:
-        bar.close()
-    if not out:
-        return np.zeros((0, size_wh[1], size_wh[0]), np.float32)
-    return np.concatenate(out).astype(np.float32)
+def per_image_csv(per: dict, entries: Sequence | None = None) -> str:
+    """CSV text of :func:`depth.metrics.compute_depth_metrics_per_image` output: one row per image
+    with its split entry (folder, frame, side), valid pixel count, median ratio and the 7 metrics."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["index", "folder", "frame", "side", "n_valid", "ratio", *METRIC_NAMES])
+    for i in range(len(per["n_valid"])):
+        e = entries[i] if entries is not None and i < len(entries) else None
+        w.writerow([i, e.folder if e else "", e.frame if e else "", e.side if e else "",
+                    int(per["n_valid"][i]), f"{per['ratio'][i]:.9g}",
+                    *(f"{per[k][i]:.9g}" for k in METRIC_NAMES)])
+    return buf.getvalue()
 
 
 def scale_robustness(predict: Callable, images: Sequence[np.ndarray], gt, size_wh: tuple[int, int],
                      zoom: float, mode: str = "zoom", *, post_process: str = "none",
                      batch_size: int = 8, min_depth: float = 0.1, max_depth: float = 100.0,
                      per_image: bool = False, **metric_kwargs) -> dict:
-    """The paper's scale test (METHOD.md section 7, last bullet).
-
-    ``mode="zoom"``: predict on the centre ``1/zoom`` crop resized to the network size and score it
-    against the same GT window. ``mode="crop"``: predict on the full image and score the centre
-    ``1/zoom`` of that prediction on the same window. The Garg crop stays in full-image
-    coordinates; median scaling is per image as usual.
-    """
-    from depth.metrics import compute_depth_metrics, compute_depth_metrics_per_image
-
+    """The paper's scale test: :func:`predict_for_gt` with ``zoom`` (``mode="zoom"``) or ``crop``
+    (``mode="crop"``), scored with :func:`depth.metrics.compute_depth_metrics` (per image with
+    ``per_image``); median scaling is per image as usual."""
     if mode not in ("zoom", "crop"):
         raise ValueError(f"mode must be 'zoom' or 'crop', got {mode!r}")
-    shapes = gt.shapes if hasattr(gt, "shapes") else [np.shape(m) for m in gt]
-    if len(images) != len(shapes):
-        raise ValueError(f"{len(images)} images but {len(shapes)} GT maps")
-    for im, (h, w) in zip(images, shapes):
-        if im.shape[:2] != (h, w):
-            raise ValueError(f"image size {im.shape[:2]} differs from its GT map size {(h, w)}")
-    windows = np.array([centre_window(h, w, zoom) for h, w in shapes], dtype=np.int64)
-    disp = predict_disparities(predict, images, size_wh, post_process=post_process, batch_size=batch_size,
-                               min_depth=min_depth, max_depth=max_depth,
-                               zoom=zoom if mode == "zoom" else None)
+    disp, windows, in_window = predict_for_gt(
+        predict, images, gt, size_wh, zoom=zoom if mode == "zoom" else None, crop=zoom if mode == "crop" else None,
+        post_process=post_process, batch_size=batch_size, min_depth=min_depth, max_depth=max_depth)
     fn = compute_depth_metrics_per_image if per_image else compute_depth_metrics
-    return fn(disp, gt, windows=windows, pred_in_window=(mode == "zoom"), **metric_kwargs)
+    return fn(disp, gt, windows=windows, pred_in_window=in_window, **metric_kwargs)
 
 
 def zoom_robustness(predict: Callable, images: Sequence[np.ndarray], gt, size_wh: tuple[int, int],
@@ -217,8 +166,6 @@ def zoom_robustness(predict: Callable, images: Sequence[np.ndarray], gt, size_wh
     arguments go to :func:`scale_robustness` except ``per_image`` (set here); without median
     scaling ``depth_shift`` is NaN.
     """
-    from depth.metrics import aggregate_metrics
-
     zoomed = scale_robustness(predict, images, gt, size_wh, zoom, "zoom", per_image=True, **kwargs)
     cropped = scale_robustness(predict, images, gt, size_wh, zoom, "crop", per_image=True, **kwargs)
     z, c = aggregate_metrics(zoomed), aggregate_metrics(cropped)
@@ -301,41 +248,14 @@ def predict_relative_poses(pose_predict: Callable, frames: Iterable[np.ndarray],
 
     ``pose_predict(frame_a, frame_b)`` takes two ``(B, 3, h, w)`` tensors in ``[0, 1]`` and returns
     ``(axisangle (B, 3), translation (B, 3))`` of the transform a -> b (Monodepth2's convention).
+    Frames are resized with :func:`data.frames.resize_image`, the resize of every other path.
     """
-    import torch
-
-    from depth.geometry import pose_vector_to_matrix
-
     out = []
-    prev = None
-    pairs_a: list[np.ndarray] = []
-    pairs_b: list[np.ndarray] = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(desc="pose", unit="pair")
-
-    def flush():
-        if not pairs_a:
-            return
-        with torch.inference_mode():
-            aa, t = pose_predict(images_to_tensor(pairs_a), images_to_tensor(pairs_b))
+    pairs = itertools.pairwise(resize_image(im, size_wh) for im in frames)  # (frame i, frame i+1)
+    with tqdm(desc="pose", unit="pair", disable=not progress) as bar, torch.inference_mode():
+        for batch in batched(pairs, batch_size):
+            frames_a, frames_b = zip(*batch)
+            aa, t = pose_predict(frames_to_tensor(frames_a), frames_to_tensor(frames_b))
             out.append(pose_vector_to_matrix(aa.reshape(-1, 3), t.reshape(-1, 3)).double().cpu().numpy())
-        if bar is not None:
-            bar.update(len(pairs_a))
-        pairs_a.clear()
-        pairs_b.clear()
-
-    for im in frames:
-        cur = resize_image(im, size_wh)
-        if prev is not None:
-            pairs_a.append(prev)
-            pairs_b.append(cur)
-            if len(pairs_a) == batch_size:
-                flush()
-        prev = cur
-    flush()
-    if bar is not None:
-        bar.close()
+            bar.update(len(batch))
     return np.concatenate(out) if out else np.zeros((0, 4, 4))

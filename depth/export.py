@@ -18,8 +18,10 @@ side ``.onnx.data``), which is written atomically (temp file + rename). Metadata
 
 After writing, the file is **always** checked: every node must be a standard ONNX operator
 (no ATen/Python fallback nodes or custom domains), onnxruntime (CPU) must load it, and its outputs
-on a real image and on random input must match the PyTorch model to ``--atol`` (default 1e-4,
-max abs difference). Exit code 0 when the check passes, 1 when it fails, 2 on bad arguments.
+must match the PyTorch model to ``--atol`` (default 1e-4, max abs difference) on random input and
+on a check image: ``--image`` (resized with :func:`depth.model.network_input`, the resize of
+training, evaluation and prediction), else a smooth colour ramp. Exit code 0 when the check
+passes, 1 when it fails, 2 on bad arguments.
 
 Exporter: ``torch.onnx.export(..., dynamo=True)`` (``torch.export`` + onnxscript). The TorchScript
 exporter cannot export the DCA decoder (its pooling kernel sizes are computed from feature shapes).
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -36,22 +37,26 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
 import torch.nn as nn
 from torch import Tensor
 
-from depth.atomic import atomic_write_bytes
+from common.atomic import atomic_write_bytes
+from data.frames import read_image
+from depth.config import to_dict
 from depth.geometry import disp_to_depth
+from depth.model import load_model, network_input
 
 __all__ = ["DepthExportModel", "export_onnx", "check_onnx_ops", "verify_onnx", "git_commit",
-           "procedural_image", "default_check_image", "UnsupportedOpError", "main"]
+           "check_image", "UnsupportedOpError", "main"]
 
 DEFAULT_ATOL = 1e-4
 DEFAULT_OPSET = 20
 OUTPUT_KINDS = ("disparity", "depth")
 INPUT_NAME = "image"
 ROOT = Path(__file__).resolve().parents[1]
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # The default ONNX domain; every node of the exported graph must be in it.
 STANDARD_DOMAINS = ("", "ai.onnx")
 FALLBACK_OPS = ("ATen", "PythonOp", "ATenOp")
@@ -93,53 +98,15 @@ def git_commit(repo: str | Path = ROOT) -> str:
     return sha if out.returncode == 0 and sha else "unknown"
 
 
-def procedural_image(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A deterministic synthetic road-like RGB image, ``H x W x 3`` uint8 (sky, ground, texture)."""
-    rng = np.random.default_rng(seed)
-    v = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
-    u = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
-    sky = np.stack([0.55 + 0.2 * (1 - v), 0.7 + 0.1 * (1 - v), 0.9 + 0 * v], -1) * np.ones_like(u)[..., None]
-    ground = np.stack([0.35 + 0.3 * v, 0.33 + 0.28 * v, 0.3 + 0.25 * v], -1) * np.ones_like(u)[..., None]
-    img = np.where((v < 0.45)[..., None], sky, ground)
-    img = img + 0.08 * np.sin(40 * u * (v + 0.2))[..., None] + rng.normal(0, 0.03, img.shape)
-    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
-
-
-def _kitti_sample_dirs() -> list[Path]:
-    dirs = []
-    if os.environ.get("KITTI_SAMPLE"):
-        dirs.append(Path(os.environ["KITTI_SAMPLE"]))
-    dirs += [ROOT.parent / "shared" / "kitti_sample", Path.cwd().parent / "shared" / "kitti_sample"]
-    return dirs
-
-
-def default_check_image(path: str | Path | None, height: int, width: int) -> tuple[np.ndarray, str]:
-    """The image used for the export check, resized to ``height x width`` (``H x W x 3`` uint8 RGB),
-    and a description of where it came from: ``path`` when given, else a frame of the KITTI sample
-    (``$KITTI_SAMPLE`` or ``../shared/kitti_sample``) when present, else :func:`procedural_image`."""
-    import cv2
-
-    from data.kitti import read_image
-
+def check_image(path: str | Path | None, height: int, width: int) -> tuple[Tensor, str]:
+    """The ``(1, 3, height, width)`` network input the export is checked on, and where it came from:
+    the image at ``path`` through :func:`depth.model.network_input`, else a smooth colour ramp."""
     if path is not None:
-        img, source = read_image(path), f"image {path}"
-    else:
-        img, source = None, ""
-        for d in _kitti_sample_dirs():
-            if d.is_dir():
-                frames = sorted(p for p in d.glob("*/*/image_02/data/*") if p.suffix.lower() in IMAGE_EXTS)
-                if frames:
-                    img, source = read_image(frames[0]), f"KITTI frame {frames[0]}"
-                    break
-        if img is None:
-            return procedural_image(height, width), "synthetic procedural image (no KITTI sample found)"
-    if img.shape[:2] != (height, width):
-        img = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
-    return img, source
-
-
-def _to_tensor(img: np.ndarray) -> Tensor:
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(255.0).unsqueeze(0)
+        return network_input([read_image(path)], (width, height)), f"image {path}"
+    v = torch.linspace(0.0, 1.0, height)[:, None].expand(height, width)
+    u = torch.linspace(0.0, 1.0, width)[None, :].expand(height, width)
+    ramp = torch.stack([u, v, 0.5 * (1.0 - u * v)])[None]
+    return ramp, "colour ramp (no --image given)"
 
 
 def check_onnx_ops(model_proto) -> list[str]:
@@ -189,8 +156,6 @@ def export_onnx(model: DepthExportModel, path: str | Path, height: int, width: i
             )
     proto = program.model_proto
     check_onnx_ops(proto)
-    import onnx
-
     del proto.metadata_props[:]
     for k, v in (metadata or {}).items():
         entry = proto.metadata_props.add()
@@ -202,8 +167,6 @@ def export_onnx(model: DepthExportModel, path: str | Path, height: int, width: i
 
 def onnx_session(path: str | Path, device: str = "cpu", threads: int = 0):
     """An onnxruntime session; ``device="cuda"`` uses the CUDA provider when onnxruntime has it."""
-    import onnxruntime as ort
-
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
@@ -248,38 +211,35 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dynamic-batch", action="store_true", help="make the batch dimension dynamic (default: 1)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     p.add_argument("--image", default=None,
-                   help="real image for the check (default: a KITTI sample frame if present, else synthetic)")
+                   help="real image for the check (default: a smooth colour ramp; random input is always checked)")
     p.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"max abs difference allowed (default {DEFAULT_ATOL:g})")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from depth.checkpoint import load_depth_net
-
     try:
-        net, cfg = load_depth_net(args.checkpoint, map_location="cpu")
+        nets, cfg = load_model(args.checkpoint, map_location="cpu")
     except (FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    height = args.height or int(cfg["data"]["height"])
-    width = args.width or int(cfg["data"]["width"])
+    height = args.height or cfg.data.height
+    width = args.width or cfg.data.width
     if height < 32 or width < 32:
         print(f"error: --height/--width must be >= 32, got {height}x{width}", file=sys.stderr)
         return 2
     if height % 32 or width % 32:
         print(f"warning: {height}x{width} is not a multiple of 32 (the network was trained on multiples of 32)",
               file=sys.stderr)
-    min_depth = float(cfg["model"]["min_depth"])
-    max_depth = float(cfg["model"]["max_depth"])
-    model = DepthExportModel(net, args.output_kind, min_depth, max_depth).eval()
+    min_depth, max_depth = float(cfg.model.min_depth), float(cfg.model.max_depth)
+    model = DepthExportModel(nets.depth_net, args.output_kind, min_depth, max_depth).eval()
     metadata = {
         "output_kind": args.output_kind,
         "height": str(height),
         "width": str(width),
         "min_depth": repr(min_depth),
         "max_depth": repr(max_depth),
-        "config": json.dumps(cfg, sort_keys=True),
+        "config": json.dumps(to_dict(cfg), sort_keys=True),
         "commit": git_commit(),
         "input_name": INPUT_NAME,
         "output_name": args.output_kind,
@@ -287,8 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         "opset": str(args.opset),
     }
     out = Path(args.output)
-    dca = bool(cfg["model"].get("dca", False))
-    print(f"exporting {'DCA' if dca else 'baseline'} depth net at {height}x{width} "
+    print(f"exporting {'DCA' if cfg.model.dca else 'baseline'} depth net at {height}x{width} "
           f"({args.output_kind}, opset {args.opset}, batch {'dynamic' if args.dynamic_batch else 1}) -> {out}")
     t0 = time.perf_counter()
     try:
@@ -301,13 +260,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{time.perf_counter() - t0:.1f} s); ops: {', '.join(ops)}")
 
     try:
-        img, source = default_check_image(args.image, height, width)
+        image, source = check_image(args.image, height, width)
     except Exception as e:  # a bad --image names the file
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"check image: {source}")
     gen = torch.Generator().manual_seed(0)
-    inputs = {"real image": _to_tensor(img), "random input": torch.rand(1, 3, height, width, generator=gen)}
+    inputs = {"check image": image, "random input": torch.rand(1, 3, height, width, generator=gen)}
     if args.dynamic_batch:
         inputs["random input, batch 3"] = torch.rand(3, 3, height, width, generator=gen)
     try:

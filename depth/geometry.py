@@ -19,6 +19,8 @@ import kornia.geometry.conversions as kconv
 import torch
 from torch import Tensor
 
+from depth.checks import check_shape
+
 __all__ = [
     "scale_intrinsics",
     "crop_intrinsics",
@@ -32,11 +34,6 @@ __all__ = [
 ]
 
 
-def _check_K(K: Tensor) -> None:
-    if K.dim() != 3 or K.shape[-2:] != (3, 3):
-        raise ValueError(f"K must have shape (B, 3, 3), got {tuple(K.shape)}")
-
-
 def scale_intrinsics(K: Tensor, sx: float | Tensor, sy: float | Tensor) -> Tensor:
     """Intrinsics of an image resized by factors ``sx`` (width) and ``sy`` (height).
 
@@ -45,7 +42,7 @@ def scale_intrinsics(K: Tensor, sx: float | Tensor, sy: float | Tensor) -> Tenso
     with ``u -> u * sx`` instead (``cx' = cx * sx``); we follow the community so that models and
     numbers stay comparable. The difference is below half a pixel.
     """
-    _check_K(K)
+    check_shape(K, "B 3 3", "K")
     S = torch.zeros_like(K)
     S[:, 0, 0] = torch.as_tensor(sx, dtype=K.dtype, device=K.device)
     S[:, 1, 1] = torch.as_tensor(sy, dtype=K.dtype, device=K.device)
@@ -58,7 +55,7 @@ def crop_intrinsics(K: Tensor, x0: Tensor, y0: Tensor, sx: Tensor, sy: Tensor) -
 
     ``f' = f * s`` and ``c' = (c - offset) * s`` per axis; all arguments are ``(B,)`` tensors.
     """
-    _check_K(K)
+    check_shape(K, "B 3 3", "K")
     out = K.clone()
     out[:, 0, 0] = K[:, 0, 0] * sx
     out[:, 1, 1] = K[:, 1, 1] * sy
@@ -86,9 +83,8 @@ def backproject(depth: Tensor, K: Tensor) -> Tensor:
     Returns:
         ``(B, 3, H, W)`` points ``depth * K^-1 [u, v, 1]^T``.
     """
-    if depth.dim() != 4 or depth.shape[1] != 1:
-        raise ValueError(f"depth must have shape (B, 1, H, W), got {tuple(depth.shape)}")
-    _check_K(K)
+    check_shape(depth, "B 1 H W", "depth")
+    check_shape(K, "B 3 3", "K")
     b, _, h, w = depth.shape
     pix = pixel_grid(h, w, depth.device, depth.dtype)  # 3 x HW
     rays = torch.linalg.inv(K.to(depth.dtype)) @ pix  # B x 3 x HW
@@ -105,12 +101,11 @@ def project(points: Tensor, K: Tensor, T: Tensor | None = None, eps: float = 1e-
     Returns:
         ``(B, 2, H, W)`` pixel coordinates ``(u, v)`` in the destination image.
     """
-    _check_K(K)
+    check_shape(K, "B 3 3", "K")
     b, _, h, w = points.shape
     X = points.reshape(b, 3, h * w)
     if T is not None:
-        if T.shape[-2:] != (4, 4):
-            raise ValueError(f"T must have shape (B, 4, 4), got {tuple(T.shape)}")
+        check_shape(T, "B 4 4", "T")
         X = T[:, :3, :3] @ X + T[:, :3, 3:]
     x = K.to(X.dtype) @ X
     uv = x[:, :2] / (x[:, 2:3] + eps)
@@ -134,8 +129,8 @@ def pose_vector_to_matrix(axisangle: Tensor, translation: Tensor, invert: bool =
     ``T = [R | t]`` with ``R = exp([axisangle]_x)``; with ``invert=True`` returns
     ``T^-1 = [R^T | -R^T t]``. Inputs ``(B, 3)``; output ``(B, 4, 4)``.
     """
-    if axisangle.shape[-1] != 3 or translation.shape[-1] != 3:
-        raise ValueError("axisangle and translation must have a trailing dimension of 3")
+    check_shape(axisangle, "* 3", "axisangle")
+    check_shape(translation, "* 3", "translation")
     axisangle = axisangle.reshape(-1, 3)
     translation = translation.reshape(-1, 3)
     R = kconv.axis_angle_to_rotation_matrix(axisangle)

@@ -29,6 +29,8 @@ import numba
 import numpy as np
 from numba import prange
 
+from data.velodyne import SparseGT
+
 __all__ = [
     "METRIC_NAMES",
     "compute_depth_metrics",
@@ -493,8 +495,6 @@ def markdown_metrics_table(rows: dict[str, dict]) -> str:
 
 def warmup() -> None:
     """Compile (or load from the cache) the kernels on a tiny problem."""
-    from data.velodyne import SparseGT
-
     gt = np.zeros((1, 8, 8), np.float32)
     gt[0, 5:, 2:6] = 5.0
     pred = np.full((1, 4, 4), 0.2, np.float32)

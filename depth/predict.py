@@ -3,9 +3,9 @@
     python -m depth.predict (--checkpoint CKPT | --onnx model.onnx) INPUT... --out DIR
         [--scale S] [--device auto|cpu|cuda] [--height H --width W]
 
-Every frame is resized to the network's input size (``INTER_AREA``, as in training), run through
-the network, and its scaled disparity (``1/depth``, METHOD §2) is resized back to the frame's own
-size (bilinear). Per frame two files are written:
+Every frame goes through :func:`depth.model.predict_disparities` (resized to the network's input
+size with ``INTER_AREA``, as in training and evaluation), and its scaled disparity (``1/depth``,
+METHOD §2) is resized back to the frame's own size (bilinear). Per frame two files are written:
 
 * ``<name>_disp.png``: the input on top and the magma-coloured disparity below (same width; each
   panel has the input's size; colours normalised by the frame's 95th disparity percentile);
@@ -29,12 +29,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
+import onnxruntime as ort
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from data.frames import IMAGE_EXTS, VIDEO_EXTS, BadSampleError, read_image
+from data.video import read_intrinsics_file
+from depth.export import onnx_session
+from depth.model import load_model, predict_disparities
+from depth.scale import camera_height_scale, stereo_scale
+from depth.visualize import colorize_disparity
 
 __all__ = ["TorchDepthRunner", "OnnxDepthRunner", "collect_jobs", "predict_frame", "side_by_side", "main"]
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
 
 class InputError(RuntimeError):
@@ -42,49 +51,43 @@ class InputError(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------- runners
+# A runner is a prediction callable of depth.model (network-size (N, 3, h, w) batch in [0, 1] ->
+# (N, 1, h, w)) with what predict_disparities needs to run it: ``output`` ("sigmoid" or
+# "disparity"), ``device`` (where batches go; None = CPU), ``width``/``height`` (network input
+# size) and ``min_depth``/``max_depth``.
+
 class TorchDepthRunner:
-    """PyTorch depth net from a checkpoint: ``(N, 3, h, w)`` float32 in [0, 1] -> scaled disparity."""
+    """The depth network of a checkpoint (PyTorch); returns its sigmoid."""
+
+    output = "sigmoid"
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", height: int | None = None,
                  width: int | None = None):
-        import torch
-
-        from depth.checkpoint import load_depth_net
-
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("--device cuda requested but CUDA is not available")
-        self.torch = torch
         self.device = torch.device(device)
-        self.net, cfg = load_depth_net(checkpoint, map_location="cpu")
-        self.net = self.net.to(self.device).eval()
-        self.height = int(height or cfg["data"]["height"])
-        self.width = int(width or cfg["data"]["width"])
-        self.min_depth = float(cfg["model"]["min_depth"])
-        self.max_depth = float(cfg["model"]["max_depth"])
-        from depth.scale import stereo_scale
-
+        nets, cfg = load_model(checkpoint, map_location="cpu")
+        self.net = nets.depth_net.to(self.device).eval()
+        self.height = int(height or cfg.data.height)
+        self.width = int(width or cfg.data.width)
+        self.min_depth, self.max_depth = cfg.model.min_depth, cfg.model.max_depth
         self.stereo_scale = stereo_scale(cfg)  # None for monocular models
         self.description = f"PyTorch checkpoint {checkpoint} on {self.device}"
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        from depth.geometry import disp_to_depth
-
-        with self.torch.inference_mode():
-            x = self.torch.from_numpy(images).to(self.device)
-            disp, _ = disp_to_depth(self.net(x), self.min_depth, self.max_depth)
-        return disp.float().cpu().numpy()
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.net(x)
 
 
 class OnnxDepthRunner:
-    """An exported ONNX file run with onnxruntime; reads its size and output kind from metadata."""
+    """An exported ONNX file run with onnxruntime (size and output kind from its metadata);
+    returns the scaled disparity."""
+
+    output = "disparity"
+    device = None  # onnxruntime takes CPU arrays whatever provider runs the graph
 
     def __init__(self, path: str | Path, device: str = "auto"):
-        import onnxruntime as ort
-
-        from depth.export import onnx_session
-
         if not Path(path).is_file():
             raise RuntimeError(f"ONNX file not found: {path}")
         if device == "auto":
@@ -101,11 +104,12 @@ class OnnxDepthRunner:
             raise RuntimeError(f"{path}: unknown output_kind {self.output_kind!r} in its metadata")
         self.min_depth = float(meta.get("min_depth", 0.1))
         self.max_depth = float(meta.get("max_depth", 100.0))
+        self.stereo_scale = None
         self.description = f"ONNX {path} ({self.output_kind}) on {self.session.get_providers()[0]}"
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        out = self.session.run(None, {self.input_name: images.astype(np.float32)})[0]
-        return out if self.output_kind == "disparity" else 1.0 / out
+    def __call__(self, x: Tensor) -> Tensor:
+        out = self.session.run(None, {self.input_name: x.numpy().astype(np.float32)})[0]
+        return torch.from_numpy(out if self.output_kind == "disparity" else 1.0 / out)
 
 
 # ---------------------------------------------------------------------------------------- inputs
@@ -129,8 +133,6 @@ def _unique(prefix: Path, used: set[Path]) -> Path:
 
 
 def _video_frame_count(path: Path) -> int:
-    import cv2
-
     cap = cv2.VideoCapture(str(path))
     try:
         return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))) if cap.isOpened() else 0
@@ -167,8 +169,6 @@ def collect_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[str]
 
 
 def _read_video(path: Path) -> Iterator[np.ndarray]:
-    import cv2
-
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise InputError(f"corrupt or unreadable video: {path}")
@@ -189,10 +189,6 @@ def _read_video(path: Path) -> Iterator[np.ndarray]:
 # ------------------------------------------------------------------------------------- per frame
 def side_by_side(rgb: np.ndarray, disp: np.ndarray) -> np.ndarray:
     """Input (top) and magma disparity (bottom) of the same size: ``(2H, W, 3)`` uint8 RGB."""
-    import torch
-
-    from depth.visualize import colorize_disparity
-
     colour = colorize_disparity(torch.from_numpy(np.ascontiguousarray(disp[None], dtype=np.float32)))
     return np.concatenate([rgb, colour.transpose(1, 2, 0)], axis=0)
 
@@ -201,13 +197,9 @@ def predict_frame(runner, rgb: np.ndarray, scale: float | None = None) -> tuple[
     """``H x W x 3`` uint8 RGB -> (disparity, depth), float32 ``H x W`` at the frame's size.
 
     ``depth = scale / disparity`` when ``scale`` is given, else ``1 / disparity`` (relative)."""
-    import cv2
-
     h0, w0 = rgb.shape[:2]
-    x = cv2.resize(rgb, (runner.width, runner.height), interpolation=cv2.INTER_AREA) \
-        if (h0, w0) != (runner.height, runner.width) else rgb
-    x = np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
-    disp = runner(x)[0, 0].astype(np.float32)
+    disp = predict_disparities(runner, [rgb], (runner.width, runner.height), min_depth=runner.min_depth,
+                               max_depth=runner.max_depth, output=runner.output, device=runner.device)[0]
     if disp.shape != (h0, w0):
         disp = cv2.resize(disp, (w0, h0), interpolation=cv2.INTER_LINEAR)
     disp = np.clip(disp, 1.0 / runner.max_depth, 1.0 / runner.min_depth)  # bilinear keeps the range
@@ -218,8 +210,6 @@ def predict_frame(runner, rgb: np.ndarray, scale: float | None = None) -> tuple[
 def _input_intrinsics(args) -> tuple[np.ndarray, tuple[int, int] | None]:
     """K (pixels of the input images) for --camera-height, and the size it refers to if stated."""
     if args.intrinsics:
-        from data.video import read_intrinsics_file
-
         return read_intrinsics_file(args.intrinsics)
     vals = [args.fx, args.fy, args.cx, args.cy]
     if any(v is None for v in vals):
@@ -232,8 +222,6 @@ def _input_intrinsics(args) -> tuple[np.ndarray, tuple[int, int] | None]:
 def ground_scale(depth: np.ndarray, K_size: tuple[np.ndarray, tuple[int, int] | None], shape,
                  camera_height: float) -> float:
     """Factor putting the ground plane of ``depth`` (at the input's size) ``camera_height`` below."""
-    from depth.scale import camera_height_scale
-
     K, size = K_size
     K = np.asarray(K, dtype=np.float64).copy()
     if size is not None and tuple(size) != (shape[1], shape[0]):
@@ -243,8 +231,6 @@ def ground_scale(depth: np.ndarray, K_size: tuple[np.ndarray, tuple[int, int] | 
 
 
 def _write_outputs(prefix: Path, rgb: np.ndarray, disp: np.ndarray, depth: np.ndarray) -> None:
-    import cv2
-
     prefix.parent.mkdir(parents=True, exist_ok=True)
     png = prefix.with_name(prefix.name + "_disp.png")
     if not cv2.imwrite(str(png), cv2.cvtColor(side_by_side(rgb, disp), cv2.COLOR_RGB2BGR)):
@@ -286,8 +272,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from tqdm import tqdm
-
     if args.scale is not None and not args.scale > 0:
         print(f"error: --scale must be > 0, got {args.scale}", file=sys.stderr)
         return 2
@@ -309,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, FileNotFoundError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-    elif args.scale is None and getattr(runner, "stereo_scale", None):
+    elif args.scale is None and runner.stereo_scale:
         args.scale = runner.stereo_scale  # stereo-trained: the baseline fixes the metric scale
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -327,9 +311,6 @@ def main(argv: list[str] | None = None) -> int:
         disp, depth = predict_frame(runner, rgb, None)
         return disp, (depth * ground_scale(depth, K_input, rgb.shape, args.camera_height)).astype(np.float32)
     print(f"{runner.description}; input {runner.width}x{runner.height}; .npy = {depth_note}", file=sys.stderr)
-
-    from data.kitti import BadSampleError, read_image
-
     written = 0
     with tqdm(total=sum(j.frames for j in jobs), unit="frame", disable=args.quiet or None,
               dynamic_ncols=True) as bar:

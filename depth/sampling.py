@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import Dataset, Sampler
 
+from depth.batch import BadSample
+
 __all__ = ["ResumableSampler", "EpochIndexed"]
 
 
@@ -60,9 +62,9 @@ class ResumableSampler(Sampler):
 class EpochIndexed(Dataset):
     """``view[(epoch, index)]`` -> ``dataset[index]`` with the dataset set to ``epoch`` first.
 
-    With ``skip_errors`` (a tuple of exception types, e.g. ``(BadSampleError,)``), a sample that
-    raises one of them comes back as ``{"bad_sample": message}`` for :func:`depth.trainer.collate`
-    to drop and count, instead of stopping the run.
+    With ``skip_errors`` (a tuple of exception types, e.g. ``(data.frames.BadSampleError,)``), a
+    sample that raises one of them comes back as a :class:`depth.batch.BadSample` for
+    :func:`depth.batch.collate` to drop and count, instead of stopping the run.
     """
 
     def __init__(self, dataset: Dataset, skip_errors: tuple = ()):
@@ -82,4 +84,4 @@ class EpochIndexed(Dataset):
         try:
             return self.dataset[index]
         except self.skip_errors as e:
-            return {"bad_sample": f"sample {index}: {e}"}
+            return BadSample(f"sample {index}: {e}")

@@ -25,8 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["median_scale", "median_scale_ratios", "stereo_scale", "GroundPlane", "backproject_band",
-           "fit_ground_plane", "camera_height_scale", "camera_height_scale_many"]
+from depth.config import Config
+
+__all__ = ["median_scale", "median_scale_ratios", "stereo_scale", "stereo_eval_scale", "MONODEPTH2_STEREO_SCALE",
+           "GroundPlane", "backproject_band", "fit_ground_plane", "camera_height_scale", "camera_height_scale_many"]
 
 
 # --------------------------------------------------------------------------------------- median ratio
@@ -58,27 +60,36 @@ def median_scale_ratios(pred_depths, gt_depths, **kwargs) -> tuple[float, float,
 
 
 # ---------------------------------------------------------------------------------------- stereo
-def _get(cfg, section: str, key: str, default):
-    node = cfg.get(section, {}) if isinstance(cfg, dict) else getattr(cfg, section, None)
-    if node is None:
-        return default
-    return node.get(key, default) if isinstance(node, dict) else getattr(node, key, default)
+def stereo_scale(cfg: Config) -> float | None:
+    """Factor from a stereo-trained model's depth to metres; ``None`` for a monocular model
+    (``data.stereo`` false).
 
-
-def stereo_scale(cfg) -> float | None:
-    """Factor from a stereo-trained model's depth to metres, from its (checkpoint) config -- a
-    :class:`depth.config.Config` or its dict; ``None`` for a monocular model (``data.stereo`` false).
-
-    ``data.stereo_baseline_metric / data.stereo_baseline``; configs saved before these keys existed
-    trained with the metric 0.54 m baseline, so both default to 0.54 (factor 1)."""
-    if not bool(_get(cfg, "data", "stereo", False)):
+    ``data.stereo_baseline_metric / data.stereo_baseline``. A checkpoint's config saved before
+    these keys existed loads with their defaults (0.54, the metric baseline it trained with: factor 1)."""
+    d = cfg.data
+    if not d.stereo:
         return None
-    train = float(_get(cfg, "data", "stereo_baseline", 0.54))
-    metric = float(_get(cfg, "data", "stereo_baseline_metric", 0.54))
-    if not (train > 0 and metric > 0):
-        raise ValueError(f"stereo baselines must be > 0, got stereo_baseline={train}, "
-                         f"stereo_baseline_metric={metric}")
-    return metric / train
+    if not (d.stereo_baseline > 0 and d.stereo_baseline_metric > 0):
+        raise ValueError(f"stereo baselines must be > 0, got stereo_baseline={d.stereo_baseline}, "
+                         f"stereo_baseline_metric={d.stereo_baseline_metric}")
+    return float(d.stereo_baseline_metric) / float(d.stereo_baseline)
+
+
+MONODEPTH2_STEREO_SCALE = 5.4  # Monodepth2's STEREO_SCALE_FACTOR: trained with 0.1 on KITTI's 0.54 m rig
+
+
+def stereo_eval_scale(cfg: Config | None, override: float | None = None) -> float:
+    """The fixed scale of a stereo evaluation (``evaluate.py depth --stereo``): ``override`` when
+    given, else the model's :func:`stereo_scale` (``ValueError`` for a monocular model), else --
+    saved disparities of no known model -- Monodepth2's 5.4."""
+    if override is not None:
+        return float(override)
+    if cfg is None:
+        return MONODEPTH2_STEREO_SCALE
+    factor = stereo_scale(cfg)
+    if factor is None:
+        raise ValueError("the model was trained without stereo (data.stereo=false): it has no stereo scale")
+    return factor
 
 
 # ---------------------------------------------------------------------------------- ground plane

@@ -26,25 +26,36 @@ import random
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
+import yaml
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
-from depth.checkpoint import (atomic_write_text, build_depth_net, build_pose_net, library_versions,
-                              load_checkpoint, save_checkpoint)
+from common.atomic import atomic_write_text
+from depth.batch import BadBatchError, FrameBatch, collate
+from depth.checkpoint import library_versions, load_checkpoint, save_checkpoint
 from depth.config import Config, to_dict
-from depth.geometry import disp_to_depth, pose_vector_to_matrix
+from depth.geometry import pose_vector_to_matrix
 from depth.losses import LossTerms, self_supervised_loss
-from depth.visualize import colorize_disparity
+from depth.metrics import compute_depth_metrics
+from depth.model import Networks, build_networks, predict_disparities
 from depth.sampling import EpochIndexed, ResumableSampler
+from depth.scale import stereo_scale
+from depth.visualize import colorize_disparity
+from depth.zoom import sample_zoom_boxes, zoom_images, zoom_intrinsics
 
-__all__ = ["Trainer", "ValidationData", "NonFiniteLossError", "collate",
-           "TrainNets", "resolve_amp"]
+__all__ = ["Trainer", "ValidationData", "NonFiniteLossError", "collate", "TrainNets", "resolve_amp"]
+
+TrainNets = Networks  # the name the trainer gave the module DistributedDataParallel wraps
 
 
 class NonFiniteLossError(RuntimeError):
@@ -53,25 +64,11 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class ValidationData:
-    """Images at the network size and their ground truth (metres, 0 = invalid) at native size."""
+    """Validation frames at full resolution and their ground truth (metres, 0 = invalid) at the
+    same size; scored exactly as ``evaluate.py depth`` scores them (:meth:`Trainer.validate`)."""
 
-    images: Dataset  # items: (3, H, W) float tensors in [0, 1]
+    images: Sequence[np.ndarray]  # H_i x W_i x 3 uint8 RGB, e.g. a data.kitti.KittiImageSet (read lazily)
     gt_depths: list  # list of (H_i, W_i) float32 arrays, or a sparse GT object of depth.metrics
-
-
-def collate(samples: list) -> dict | None:
-    """Stack samples into a batch. ``None`` samples and ``{"bad_sample": msg}`` markers (see
-    :class:`depth.sampling.EpochIndexed`) are dropped; the markers' messages are listed under
-    ``"bad_samples"``. Returns None for an empty list."""
-    bad = [s["bad_sample"] for s in samples if isinstance(s, dict) and "bad_sample" in s]
-    samples = [s for s in samples if s is not None and not (isinstance(s, dict) and "bad_sample" in s)]
-    if not samples:
-        return {"bad_samples": bad} if bad else None
-    batch = {k: torch.stack([s[k] for s in samples]) if isinstance(samples[0][k], Tensor)
-             else torch.tensor([s[k] for s in samples]) for k in samples[0]}
-    if bad:
-        batch["bad_samples"] = bad
-    return batch
 
 
 def seed_everything(seed: int) -> None:
@@ -120,36 +117,23 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
-class TrainNets(nn.Module):
-    """Both networks as one module: what ``DistributedDataParallel`` wraps (one forward per step).
-
-    ``forward(color_aug, depth_in, frame_ids)`` -> ``(disparities, pose_vectors)``: the depth net's
-    sigmoids on ``depth_in`` and one ``(axisangle, translation)`` per source frame, the pose net
-    taking the jittered, never zoomed frames in temporal order.
-    """
-
-    def __init__(self, depth_net: nn.Module, pose_net: nn.Module):
-        super().__init__()
-        self.depth_net, self.pose_net = depth_net, pose_net
-
-    def forward(self, color_aug: Tensor, depth_in: Tensor, frame_ids: tuple[int, ...]):
-        poses = []
-        for i, f in enumerate(frame_ids[1:], 1):
-            if f < 0:
-                poses.append(self.pose_net(color_aug[:, i], color_aug[:, 0]))
-            else:
-                poses.append(self.pose_net(color_aug[:, 0], color_aug[:, i]))
-        return self.depth_net.forward_scales(depth_in), poses
-
-
 def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 class Trainer:
+    """Trains ``cfg``'s networks on ``train_set`` (samples of :class:`data.frames.FrameSampleDataset`).
+
+    ``skip_errors``: exception types a sample may raise that drop the sample (counted and
+    reported) instead of stopping the run -- what ``train.py`` passes for
+    ``data.on_bad_sample=skip``.
+    """
+
     def __init__(self, cfg: Config, train_set: Dataset, val: ValidationData | None = None,
-                 device: str | None = None, rank: int | None = None, world_size: int | None = None):
+                 device: str | None = None, rank: int | None = None, world_size: int | None = None,
+                 skip_errors: tuple[type[BaseException], ...] = ()):
         self.cfg = cfg
+        self.skip_errors = tuple(skip_errors)
         dist = _distributed()
         if rank is None:
             rank = torch.distributed.get_rank() if dist else 0
@@ -178,9 +162,8 @@ class Trainer:
         self.amp_dtype = resolve_amp(t.amp, self.device)
         self.channels_last = bool(t.channels_last) and self.device.type == "cuda"
         self.train_set, self.val = train_set, val
-        self.depth_net = self._build(build_depth_net(cfg), pretrained=True).to(self.device)
-        self.pose_net = self._build(build_pose_net(cfg), pretrained=True).to(self.device)
-        nets = TrainNets(self.depth_net, self.pose_net)
+        nets = build_networks(cfg, pretrained=True).to(self.device)
+        self.depth_net, self.pose_net = nets.depth_net, nets.pose_net
         if world_size > 1 and t.sync_bn:
             if self.device.type != "cuda":
                 raise ValueError("train.sync_bn=true needs CUDA (PyTorch's SyncBatchNorm has no CPU kernel); "
@@ -192,10 +175,8 @@ class Trainer:
         self.nets = nets
         self.model: nn.Module = nets
         if world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = DDP(nets, device_ids=ids, output_device=ids[0] if ids else None)
+            self.model = DistributedDataParallel(nets, device_ids=ids, output_device=ids[0] if ids else None)
         self.params = list(self.depth_net.parameters()) + list(self.pose_net.parameters())
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -213,21 +194,6 @@ class Trainer:
         self.bad_samples_total = 0
         self._loader: DataLoader | None = None
         self._saved_step = -1
-
-    def _build(self, net: torch.nn.Module, pretrained: bool) -> torch.nn.Module:
-        if pretrained and self.cfg.model.pretrained:
-            from depth.networks.encoder import load_imagenet_weights
-
-            state = load_imagenet_weights(self.cfg.model.num_layers, self.cfg.model.weights_path or None)
-            if state is not None:
-                enc = net.encoder
-                n_in = enc.conv1.weight.shape[1] // 3
-                state = dict(state)
-                state.pop("fc.weight", None), state.pop("fc.bias", None)
-                if n_in > 1:
-                    state["conv1.weight"] = state["conv1.weight"].repeat(1, n_in, 1, 1) / n_in
-                enc.load_state_dict(state)
-        return net
 
     # -- learning rate --------------------------------------------------------------------------
     def lr_at(self, step: int, epoch: int) -> float:
@@ -247,25 +213,23 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def compute_loss(self, batch: dict, step: int | None = None, rank: int | None = None,
+    def compute_loss(self, batch: FrameBatch, step: int | None = None, rank: int | None = None,
                      model: nn.Module | None = None) -> tuple[LossTerms, list[Tensor]]:
         """Forward both networks and the loss for one batch (no optimiser work).
 
         ``rank`` (default: this process's) only picks the zoom draw; ``model`` defaults to the
-        (possibly DDP-wrapped) :class:`TrainNets`."""
+        (possibly DDP-wrapped) :class:`depth.model.Networks`."""
         cfg = self.cfg
         rank = self.rank if rank is None else rank
         model = self.model if model is None else model
-        color = batch["color"].to(self.device, non_blocking=True)  # B F 3 H W, un-jittered
-        color_aug = batch["color_aug"].to(self.device, non_blocking=True)
-        K = batch["K"].to(self.device).float()
+        color = batch.color.to(self.device, non_blocking=True)  # B F 3 H W, un-jittered
+        color_aug = batch.color_aug.to(self.device, non_blocking=True)
+        K = batch.K.to(self.device).float()
         frame_ids = tuple(cfg.data.frame_ids)
 
         step = self.step_count if step is None else step
         depth_in = color_aug[:, 0]
         if cfg.augment.zoom_prob > 0:
-            from depth.zoom import zoom_images, zoom_intrinsics
-
             b, _, _, h, w = color.shape
             boxes = self.zoom_boxes(step, rank, b, h, w).to(self.device)
             color = zoom_images(color, boxes)
@@ -281,7 +245,7 @@ class Trainer:
         poses = [pose_vector_to_matrix(aa.float(), t.float(), invert=f < 0)
                  for (aa, t), f in zip(pose_vectors, frame_ids[1:])]
         if cfg.data.stereo:
-            poses.append(batch["T_stereo"].to(self.device).float())
+            poses.append(batch.T_stereo.to(self.device).float())
         sources = [color[:, i] for i in range(1, color.shape[1])]
         noise = torch.Generator(device=self.device).manual_seed(
             stream_seed(cfg.train.seed, step, rank, "automask"))
@@ -295,8 +259,6 @@ class Trainer:
     def zoom_boxes(self, step: int, rank: int, batch: int, height: int, width: int) -> Tensor:
         """The zoom-imitation crop boxes of step ``step`` on rank ``rank`` (CPU, ``(batch, 4)``),
         drawn from the ``zoom`` stream alone (:func:`stream_seed`)."""
-        from depth.zoom import sample_zoom_boxes
-
         a = self.cfg.augment
         gen = torch.Generator().manual_seed(stream_seed(self.cfg.train.seed, step, rank, "zoom"))
         return sample_zoom_boxes(batch, height, width, a.zoom_prob, a.zoom_min_scale, gen)
@@ -323,7 +285,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
 
-    def train_step(self, batch: dict) -> LossTerms | None:
+    def train_step(self, batch: FrameBatch) -> LossTerms | None:
         """One optimiser step on this rank's part of the global batch; None if it was skipped
         (non-finite loss with ``train.nan_policy=skip``)."""
         self._begin_step()
@@ -359,7 +321,7 @@ class Trainer:
             self._last_batch = (batch, [disparities[0][:1].detach()])
         return terms
 
-    def train_step_emulated(self, batches: list[dict]) -> list[LossTerms]:
+    def train_step_emulated(self, batches: list[FrameBatch]) -> list[LossTerms]:
         """One optimiser step over ``len(batches)`` micro-batches in this one process, computed as
         ``DistributedDataParallel`` with one micro-batch per rank computes it: micro-batch ``r`` is
         seeded as rank ``r``, the gradients are averaged, and BatchNorm running statistics end as
@@ -392,26 +354,16 @@ class Trainer:
         return out
 
     # -- validation --------------------------------------------------------------------------
-    @torch.no_grad()
-    def predict_disparities(self, images: Dataset, batch_size: int = 8) -> np.ndarray:
-        """Scaled disparities ``(N, H, W)`` float32 at the network size."""
-        self.depth_net.eval()
-        loader = DataLoader(images, batch_size=batch_size, shuffle=False, num_workers=0)
-        out = []
-        for x in loader:
-            sig = self.depth_net(x.to(self.device))
-            disp, _ = disp_to_depth(sig, self.cfg.model.min_depth, self.cfg.model.max_depth)
-            out.append(disp[:, 0].float().cpu().numpy())
-        return np.concatenate(out)
-
     def validate(self) -> dict:
+        """Eigen metrics of the depth net on the validation frames: :func:`depth.model.predict_disparities`
+        and :func:`depth.metrics.compute_depth_metrics` as ``evaluate.py depth`` runs them (velodyne
+        protocol: Garg crop, ``1e-3 < gt < 80``)."""
         if self.val is None:
             return {}
-        from depth.metrics import compute_depth_metrics
-
-        disp = self.predict_disparities(self.val.images)
-        from depth.scale import stereo_scale
-
+        self.depth_net.eval()
+        m = self.cfg.model
+        disp = predict_disparities(self.depth_net, self.val.images, (self.cfg.data.width, self.cfg.data.height),
+                                   min_depth=m.min_depth, max_depth=m.max_depth, device=self.device)
         # stereo-trained models are scored at the scale their baseline fixes, without median scaling
         factor = stereo_scale(self.cfg)
         metrics = compute_depth_metrics(disp, self.val.gt_depths, median_scaling=factor is None,
@@ -503,7 +455,7 @@ class Trainer:
         if self.writer is None or not hasattr(self, "_last_batch"):
             return
         batch, disparities = self._last_batch
-        self.writer.add_image("input/target", batch["color_aug"][0, 0], self.step_count)
+        self.writer.add_image("input/target", batch.color_aug[0, 0], self.step_count)
         self.writer.add_image("disparity/scale0", colorize_disparity(disparities[0][0]), self.step_count)
 
     # -- the loop ------------------------------------------------------------------------------
@@ -512,31 +464,27 @@ class Trainer:
         return t.max_steps if t.max_steps > 0 else t.epochs * self.steps_per_epoch
 
     def _make_loader(self) -> DataLoader:
-        from data.kitti import BadSampleError
-
         t = self.cfg.train
-        skip = (BadSampleError,) if self.cfg.data.on_bad_sample == "skip" else ()
         workers = t.num_workers
-        return DataLoader(EpochIndexed(self.train_set, skip), batch_size=self.batch_per_rank,
+        return DataLoader(EpochIndexed(self.train_set, self.skip_errors), batch_size=self.batch_per_rank,
                           sampler=self.sampler, num_workers=workers, collate_fn=collate, drop_last=True,
                           pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
                           prefetch_factor=2 if workers > 0 else None)
 
-    def _count_bad(self, batch: dict) -> dict | None:
-        bad = batch.pop("bad_samples", None) if batch is not None else None
+    def _count_bad(self, batch: FrameBatch) -> FrameBatch | None:
+        """Count the batch's dropped samples; None when none is left."""
+        bad = batch.bad_samples
         if bad:
             if self.bad_samples == 0 and self.is_main:
                 print(f"data.on_bad_sample=skip: skipping {bad[0]}", file=sys.stderr)
             self.bad_samples += len(bad)
-        if batch is not None and "color" not in batch:
-            batch = None
-        if batch is None and self.world_size > 1:
-            from data.kitti import BadSampleError
-
-            raise BadSampleError(f"rank {self.rank}: every sample of a batch at epoch {self.epoch}, batch "
-                                 f"{self.batch_in_epoch} was bad; with several processes such a batch "
-                                 f"stops the run (first: {bad[0] if bad else '?'})")
-        return batch
+        if len(batch) > 0:
+            return batch
+        if self.world_size > 1:
+            raise BadBatchError(f"rank {self.rank}: every sample of a batch at epoch {self.epoch}, batch "
+                                f"{self.batch_in_epoch} was bad; with several processes such a batch "
+                                f"stops the run (first: {bad[0] if bad else '?'})")
+        return None
 
     def _end_epoch_report(self) -> None:
         n = self.bad_samples
@@ -555,16 +503,10 @@ class Trainer:
         cfg = self.cfg
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            import yaml
-
             atomic_write_text(self.out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
             atomic_write_text(self.out_dir / "versions.json", json.dumps(library_versions(), indent=2))
-            from torch.utils.tensorboard import SummaryWriter
-
             self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
         total = self.total_steps()
-        from tqdm import tqdm
-
         bar = tqdm(total=total, initial=self.step_count, disable=not (self.is_main and cfg.train.progress),
                    dynamic_ncols=True, desc="train", file=sys.stdout)
         t0 = time.time()

@@ -1,6 +1,7 @@
 """Pictures for people: colourised disparity maps (TensorBoard, predict)."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from torch import Tensor
 
@@ -9,8 +10,6 @@ __all__ = ["colorize_disparity"]
 
 def colorize_disparity(disp: Tensor) -> np.ndarray:
     """``(1, H, W)`` disparity -> ``(3, H, W)`` uint8 magma image, normalised by its 95th percentile."""
-    import cv2
-
     d = disp.detach().float().cpu().numpy()[0]
     vmax = np.percentile(d, 95) + 1e-8
     d8 = np.clip(d / vmax * 255, 0, 255).astype(np.uint8)

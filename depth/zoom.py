@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from depth.checks import check_shape
 from depth.geometry import crop_intrinsics
 
 __all__ = ["sample_zoom_boxes", "full_boxes", "zoom_images", "zoom_intrinsics", "apply_zoom"]
@@ -88,8 +89,7 @@ def _check_boxes(boxes: Tensor, batch_size: int, height: int, width: int) -> Non
         raise TypeError(f"boxes must be a Tensor, got {type(boxes)}")
     if boxes.dtype.is_floating_point or boxes.dtype.is_complex or boxes.dtype == torch.bool:
         raise TypeError(f"boxes must be an integer tensor (actual pixel crops), got {boxes.dtype}")
-    if boxes.dim() != 2 or boxes.shape[1] != 4 or boxes.shape[0] != batch_size:
-        raise ValueError(f"boxes must have shape ({batch_size}, 4), got {tuple(boxes.shape)}")
+    check_shape(boxes, "B 4", "boxes", B=batch_size)
     x0, y0, w, h = boxes.unbind(1)
     ok = (x0 >= 0) & (y0 >= 0) & (w >= 1) & (h >= 1) & (x0 + w <= width) & (y0 + h <= height)
     if not bool(ok.all()):
@@ -118,8 +118,7 @@ def zoom_images(images: Tensor, boxes: Tensor) -> Tensor:
     """
     if not isinstance(images, Tensor):
         raise TypeError(f"images must be a Tensor, got {type(images)}")
-    if images.dim() not in (4, 5):
-        raise ValueError(f"images must have shape (B, C, H, W) or (B, F, C, H, W), got {tuple(images.shape)}")
+    check_shape(images, "B C H W | B F C H W", "images")
     if not images.dtype.is_floating_point:
         raise TypeError(f"images must be a floating point tensor, got {images.dtype}")
     b, h, w = images.shape[0], images.shape[-2], images.shape[-1]
@@ -167,8 +166,7 @@ def zoom_intrinsics(K: Tensor, boxes: Tensor, height: int, width: int) -> Tensor
     Returns:
         ``(B, 3, 3)`` intrinsics in pixels of the zoomed ``height x width`` image.
     """
-    if not isinstance(K, Tensor) or K.dim() != 3 or K.shape[-2:] != (3, 3):
-        raise ValueError(f"K must have shape (B, 3, 3), got {getattr(K, 'shape', type(K))}")
+    check_shape(K, "B 3 3", "K")
     _check_size(height, width)
     _check_boxes(boxes, K.shape[0], height, width)
     dtype = K.dtype if K.dtype.is_floating_point else torch.float32
@@ -187,8 +185,6 @@ def apply_zoom(color: Tensor, K: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]
     Returns:
         ``(zoomed images, zoomed K)``.
     """
-    if not isinstance(color, Tensor) or color.dim() not in (4, 5):
-        raise ValueError(f"color must have shape (B, C, H, W) or (B, F, C, H, W), "
-                         f"got {getattr(color, 'shape', type(color))}")
+    check_shape(color, "B C H W | B F C H W", "color")
     h, w = color.shape[-2:]
     return zoom_images(color, boxes), zoom_intrinsics(K, boxes, h, w)

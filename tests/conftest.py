@@ -9,8 +9,10 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
+if str(ROOT) not in sys.path:  # the project's packages, before importing them
     sys.path.insert(0, str(ROOT))
+
+from data.synthetic import generate  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -40,8 +42,6 @@ def kitti_sample() -> Path:
 @pytest.fixture(scope="session")
 def tiny_synthetic(tmp_path_factory) -> Path:
     """A tiny synthetic KITTI-format dataset (2 drives x 8 frames, the second for test), made once."""
-    from data.synthetic import generate
-
     root = tmp_path_factory.mktemp("tiny_synthetic")
     return generate(root, seed=0, drives=2, frames=8, test_drives=1, gt_every=2)
 

@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from data.datasets import build_training_data
-from data.kitti import BadSampleError
+from data.frames import BadSampleError
 from data.velodyne import load_velodyne_points
 from depth.checkpoint import load_checkpoint
 from depth.config import ConfigError, load_config
 from depth.trainer import NonFiniteLossError, Trainer
+from train import skipped_errors
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -121,7 +122,7 @@ def test_corrupt_image_skipped_and_counted(tiny_synthetic, tmp_path, capsys):
              if abs(int(line.split()[1]) - int(bad.stem)) <= 1}
     cfg = _cfg(root, tmp_path / "run", "train.max_steps=4", "data.on_bad_sample=skip")
     train_set, _, _ = build_training_data(cfg.data, cfg.augment)
-    trainer = Trainer(cfg, train_set)
+    trainer = Trainer(cfg, train_set, skip_errors=skipped_errors(cfg))  # as train.py builds it
     result = trainer.fit()
     assert result["steps"] == 4  # two epochs of 2 steps (5 samples, batch 2, the last one dropped)
     drawn = sum(len(users & set(trainer.sampler.epoch_order(e)[:4].tolist())) for e in range(2))

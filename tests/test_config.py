@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from depth.config import Config, ConfigError, from_dict, load_config, to_dict
+from depth.networks import DepthNet
+from depth.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -195,8 +198,6 @@ def test_smallest_valid_size_is_usable_by_the_depth_net():
 
     The decoder's 3x3 reflection padding needs the 1/32 feature to be at least 2 px, i.e. H, W >= 33.
     """
-    from depth.networks import DepthNet
-
     try:
         cfg = load_config(overrides=["data.height=32", "data.width=64"])
     except ConfigError as e:
@@ -209,10 +210,6 @@ def test_smallest_valid_size_is_usable_by_the_depth_net():
 
 
 def test_lr_schedule_epochs_or_steps():
-    from types import SimpleNamespace
-
-    from depth.trainer import Trainer
-
     cfg = load_config(overrides=["optim.lr=1e-4", "optim.milestones=[15]", "optim.gamma=0.1"])
     lr_at = lambda step, epoch: Trainer.lr_at(SimpleNamespace(cfg=cfg), step, epoch)  # noqa: E731
     assert lr_at(10_000, 14) == pytest.approx(1e-4) and lr_at(0, 15) == pytest.approx(1e-5)

@@ -6,8 +6,8 @@ from torch.utils.data import DataLoader
 
 from data.kitti import KittiRawDataset
 from data.splits import read_split_file
+from depth.batch import collate
 from depth.sampling import EpochIndexed, ResumableSampler
-from depth.trainer import collate
 
 
 def _dataset(root, **kw):
@@ -42,4 +42,4 @@ def test_persistent_workers_follow_the_epoch(tiny_synthetic):
         got = next(iter(loader))
         ds.set_epoch(epoch)
         want = collate([ds[i] for i in range(len(ds))])
-        assert torch.equal(got["color_aug"], want["color_aug"]), epoch  # jitter/flip of this epoch
+        assert torch.equal(got.color_aug, want.color_aug), epoch  # jitter/flip of this epoch

@@ -18,7 +18,9 @@ import torch
 from data.datasets import build_training_data
 from depth.checkpoint import load_checkpoint
 from depth.config import load_config
-from depth.trainer import Trainer, collate
+from depth.batch import collate
+from depth.sampling import ResumableSampler
+from depth.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -51,8 +53,6 @@ def test_two_process_gloo_equals_one_process_averaging_half_batches(tiny_synthet
     cfg = load_config(ROOT / "configs" / "synthetic.yaml", _overrides(tiny_synthetic, tmp_path / "ref"))
     train_set, _, _ = build_training_data(cfg.data, cfg.augment, cfg.train.seed)
     trainer = Trainer(cfg, train_set, world_size=1, rank=0)
-    from depth.sampling import ResumableSampler
-
     shards = [ResumableSampler(len(train_set), cfg.train.seed, True, r, 2) for r in range(2)]
     per_rank = 2
     steps_per_epoch = shards[0].per_rank // per_rank

@@ -1,4 +1,5 @@
-"""depth/evaluation.py (post-processing, scale tests, ATE) and the evaluate.py command line."""
+"""depth/evaluation.py (scale tests, ATE), the post-processing of depth/model.py and the evaluate.py
+command line."""
 from __future__ import annotations
 
 import json
@@ -11,10 +12,12 @@ import pytest
 import torch
 
 from data.velodyne import SparseGT, save_sparse_gt
-from depth.evaluation import (batch_post_process_disparity, centre_window, compute_ate, dump_xyz,
-                              gt_local_poses, load_odometry_poses, predict_disparities, scale_robustness,
-                              snippet_ates, zoom_post_process, zoom_robustness)
+from depth.config import load_config
+from depth.evaluation import (compute_ate, dump_xyz, gt_local_poses, load_odometry_poses,
+                              predict_relative_poses, scale_robustness, snippet_ates, zoom_robustness)
 from depth.metrics import compute_depth_metrics
+from depth.model import batch_post_process_disparity, centre_window, predict_disparities, zoom_post_process
+from tests.helpers import write_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,6 +138,23 @@ def test_ate_perfect_and_known_perturbation():
     assert expected == pytest.approx(np.sqrt(930) / 155)
 
 
+def test_predict_relative_poses_pairs_consecutive_frames_in_batches():
+    frames = [np.full((30, 100, 3), 10 * i, np.uint8) for i in range(5)]
+    seen = []
+
+    def pose_predict(a, b):  # translation x = brightness step from a to b; no rotation
+        seen.append(a.shape[0])
+        assert a.shape[1:] == b.shape[1:] == (3, 12, 40)
+        step = (b.mean((1, 2, 3)) - a.mean((1, 2, 3))) * 25.5
+        return torch.zeros(a.shape[0], 3), torch.stack([step, 0 * step, 0 * step], 1)
+
+    T = predict_relative_poses(pose_predict, iter(frames), (40, 12), batch_size=3)
+    assert T.shape == (4, 4, 4) and seen == [3, 1]
+    np.testing.assert_allclose(T[:, 0, 3], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(T[:, :3, :3], np.broadcast_to(np.eye(3), (4, 3, 3)), atol=1e-6)
+    assert predict_relative_poses(pose_predict, frames[:1], (40, 12)).shape == (0, 4, 4)
+
+
 def test_snippet_ates_on_real_odometry_poses(kitti_sample, tmp_path):
     gt = load_odometry_poses(kitti_sample / "odometry_poses" / "09.txt")[:40]
     local = gt_local_poses(gt)
@@ -234,12 +254,7 @@ def test_cli_pose_with_external_predictions(kitti_sample, tmp_path):
 @pytest.mark.slow
 def test_cli_depth_with_checkpoint(kitti_sample, tmp_path):
     """An untrained network end to end: images -> prediction -> metrics (values are meaningless)."""
-    config = pytest.importorskip("depth.config")
-    checkpoint = pytest.importorskip("depth.checkpoint")
-    cfg = config.load_config(overrides=["data.height=64", "data.width=192"])
-    torch.manual_seed(0)
-    net = checkpoint.build_depth_net(cfg)
-    torch.save({"depth_net": net.state_dict(), "config": config.to_dict(cfg)}, tmp_path / "ck.pt")
+    write_checkpoint(tmp_path / "ck.pt", load_config(overrides=["data.height=64", "data.width=192"]))
     split = tmp_path / "split.txt"
     split.write_text("".join(f"2011_09_26/2011_09_26_drive_0060_sync {i} l\n" for i in (0, 5)))
     results = {}

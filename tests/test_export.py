@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -10,11 +11,11 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from depth.checkpoint import build_depth_net
-from depth.config import Config, to_dict
-from depth.export import (DepthExportModel, UnsupportedOpError, check_onnx_ops, default_check_image, main,
-                          procedural_image, verify_onnx)
+from depth.config import Config
+from depth.export import DepthExportModel, UnsupportedOpError, check_image, check_onnx_ops, main, verify_onnx
 from depth.geometry import disp_to_depth
+from depth.model import network_input
+from tests.helpers import procedural_image, write_checkpoint
 
 H, W = 64, 192
 META_KEYS = ("output_kind", "height", "width", "min_depth", "max_depth", "config", "commit")
@@ -24,11 +25,8 @@ def _checkpoint(tmp_path, dca: bool):
     cfg = Config()
     cfg.model.dca = dca
     cfg.data.height, cfg.data.width = H, W
-    torch.manual_seed(1)
-    net = build_depth_net(cfg).eval()
     path = tmp_path / ("dca.pt" if dca else "baseline.pt")
-    torch.save({"depth_net": net.state_dict(), "pose_net": {}, "config": to_dict(cfg), "step": 0, "epoch": 0}, path)
-    return path, net, cfg
+    return path, write_checkpoint(path, cfg, seed=1).depth_net, cfg
 
 
 def _session(path):
@@ -36,8 +34,7 @@ def _session(path):
 
 
 def _real_image():
-    img, _ = default_check_image(None, H, W)  # a KITTI frame when the sample is present, else synthetic
-    return torch.from_numpy(img).permute(2, 0, 1).float().div(255).unsqueeze(0)
+    return network_input([procedural_image(2 * H, 2 * W)], (W, H))
 
 
 def _exported_files(tmp_path):
@@ -127,14 +124,13 @@ def test_verify_reports_differences(tmp_path):
     assert verify_onnx(sess, lambda t: t.mean(1, keepdim=True) + 1e-3, x)["a"] > 1e-4
 
 
-def test_check_image_fallbacks(tmp_path):
-    img = procedural_image(H, W)
-    assert img.shape == (H, W, 3) and img.dtype == np.uint8 and img.std() > 5
-    import cv2
-
-    cv2.imwrite(str(tmp_path / "x.png"), np.zeros((100, 300, 3), np.uint8))
-    got, source = default_check_image(tmp_path / "x.png", H, W)
-    assert got.shape == (H, W, 3) and "x.png" in source
+def test_check_image_is_the_network_input(tmp_path):
+    img = procedural_image(100, 300)
+    cv2.imwrite(str(tmp_path / "x.png"), img[:, :, ::-1])
+    got, source = check_image(tmp_path / "x.png", H, W)
+    assert torch.equal(got, network_input([img], (W, H))) and "x.png" in source
+    ramp, source = check_image(None, H, W)
+    assert ramp.shape == (1, 3, H, W) and 0 <= ramp.min() and ramp.max() <= 1 and "ramp" in source
 
 
 def test_bad_checkpoint_exit_code(tmp_path, capsys):

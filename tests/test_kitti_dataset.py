@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from data.calib import intrinsics_from_calib
-from data.kitti import BadSampleError, KittiImageSet, KittiRawDataset, image_path, read_image
+from data.frames import BadSampleError, read_image
+from data.kitti import KittiImageSet, KittiRawDataset, image_path, odometry_frames
 from data.splits import SplitEntry, read_split_file
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -135,10 +136,23 @@ def test_stereo_partner_and_transform(kitti_sample, tmp_path):
     assert flipped["T_stereo"][0, 3].item() == pytest.approx(0.54)
 
 
-def test_image_set(kitti_sample, tmp_path):
-    ds = KittiImageSet(kitti_sample, _split(tmp_path, f"{DRIVE} 5 l\n"), H, W)
-    x = ds[0]
-    assert x.shape == (3, H, W) and 0 <= x.min() and x.max() <= 1
+def test_image_set_reads_full_resolution_frames(kitti_sample, tmp_path):
+    ds = KittiImageSet(kitti_sample, _split(tmp_path, f"{DRIVE} 5 l\n{DRIVE} 50 l\n"))
+    frames = list(ds)
+    assert len(ds) == len(frames) == 2 and frames[0].shape == (FULL_H, FULL_W, 3) and frames[0].dtype == np.uint8
+    np.testing.assert_array_equal(ds[1], read_image(image_path(kitti_sample, ds.entries[1])))
+
+
+def test_odometry_frames_png_or_jpg_and_missing_named(kitti_sample, tmp_path):
+    folder = tmp_path / "sequences" / "09" / "image_2"
+    folder.mkdir(parents=True)
+    frame = cv2.imread(str(_frame_file(kitti_sample, 1)))
+    cv2.imwrite(str(folder / "000000.png"), frame)
+    cv2.imwrite(str(folder / "000001.jpg"), frame)
+    got = list(odometry_frames(tmp_path, 9, 2))
+    assert [f.shape for f in got] == [(FULL_H, FULL_W, 3)] * 2
+    with pytest.raises(BadSampleError, match="odometry frame 2 not found as .*000002.png or .jpg"):
+        list(odometry_frames(tmp_path, 9, 3))
 
 
 # ---------------------------------------------------------------- augmentation

@@ -7,7 +7,7 @@ import pytest
 
 from data.velodyne import SparseGT
 from depth.metrics import (METRIC_NAMES, compute_depth_metrics, compute_depth_metrics_per_image,
-                           garg_crop_box, resize_linear)
+                           garg_crop_box, markdown_metrics_table, resize_linear)
 
 
 def _numpy_reference(preds, gts, *, median=True, scale=1.0, garg=True, range_mask=True, windows=None,
@@ -166,8 +166,6 @@ def test_perfect_prediction():
 
 
 def test_markdown_metrics_table_rows_and_values():
-    from depth.metrics import METRIC_NAMES, markdown_metrics_table
-
     a = {k: i + 0.5 for i, k in enumerate(METRIC_NAMES)}
     lines = markdown_metrics_table({"model": a, "a longer label": {k: 0.0 for k in METRIC_NAMES}}).splitlines()
     assert len(lines) == 4 and lines[0].split("|")[2].strip() == "abs_rel"

@@ -5,12 +5,11 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import TensorProto, helper
 
-from depth.checkpoint import build_depth_net
-from depth.config import Config, to_dict
-from depth.predict import main
+from depth.config import Config
+from depth.predict import ground_scale, main
+from tests.helpers import write_checkpoint
 
 H, W = 64, 192
 
@@ -19,10 +18,8 @@ H, W = 64, 192
 def checkpoint(tmp_path_factory):
     cfg = Config()
     cfg.data.height, cfg.data.width = H, W
-    torch.manual_seed(0)
-    net = build_depth_net(cfg)
     path = tmp_path_factory.mktemp("ckpt") / "baseline.pt"
-    torch.save({"depth_net": net.state_dict(), "pose_net": {}, "config": to_dict(cfg), "step": 0, "epoch": 0}, path)
+    write_checkpoint(path, cfg)
     return path
 
 
@@ -133,10 +130,6 @@ def test_predict_with_onnx(tmp_path):
 def test_ground_scale_recovers_camera_height_with_rescaled_K():
     """A flat road 1.65 m below the camera, predicted at 1/4 of metric scale: the factor is 4,
     also when K is given for a larger image than the depth map (K is rescaled to the map)."""
-    import numpy as np
-
-    from depth.predict import ground_scale
-
     h, w, fx, cx, cy = 120, 400, 200.0, 200.0, 60.0
     v, u = np.mgrid[0:h, 0:w].astype(np.float64)
     ray_y = (v - cy) / fx

@@ -71,4 +71,4 @@ def test_zoom_draws_do_not_depend_on_dropout(tiny_synthetic, tmp_path, monkeypat
     for a, b in zip(without_dropout, with_dropout):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.equal(seen[0], seen[1])  # different steps zoom differently
-    assert not torch.equal(seen[0], collate([train_set[i] for i in range(4)])["K"].float())  # zoomed
+    assert not torch.equal(seen[0], collate([train_set[i] for i in range(4)]).K.float())  # zoomed

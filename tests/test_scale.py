@@ -4,6 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from data.calib import intrinsics_from_calib
+from data.splits import read_split_file, split_file
+from data.velodyne import benchmark_png_path, read_benchmark_png
 from depth.scale import (backproject_band, camera_height_scale, camera_height_scale_many, fit_ground_plane,
                          median_scale, median_scale_ratios)
 
@@ -59,10 +62,6 @@ def test_ground_plane_needs_a_ground():
 
 def test_camera_height_scale_on_synthetic_gt(tiny_synthetic):
     """The synthetic street's camera is 1.65 m above the road: a GT map shrunk 5x is scaled back."""
-    from data.calib import intrinsics_from_calib
-    from data.splits import read_split_file, split_file
-    from data.velodyne import benchmark_png_path, read_benchmark_png
-
     Kc, _ = intrinsics_from_calib(tiny_synthetic / "2030_01_01", cam=2)
     entries = read_split_file(split_file(tiny_synthetic / "splits", "test"))
     gts = [read_benchmark_png(benchmark_png_path(tiny_synthetic, e.folder, e.frame, e.side)) for e in entries]

@@ -12,9 +12,14 @@ import torch
 from data.kitti import KittiRawDataset
 from data.splits import read_split_file, split_file
 from data.velodyne import benchmark_png_path, read_benchmark_png
-from depth.config import load_config, to_dict
+from data.datasets import build_training_data
+from data.splits import SplitEntry
+from depth.batch import collate
+from depth.config import from_dict, load_config, to_dict
+from depth.geometry import backproject, project
 from depth.reprojection import photometric_error, warp
 from depth.scale import stereo_scale
+from depth.trainer import Trainer
 
 H, W = 128, 416
 
@@ -35,8 +40,6 @@ def _errors(sample, depth: np.ndarray, T: torch.Tensor | None = None):
     T = sample["T_stereo"][None] if T is None else T[None]
     K = sample["K"][None]
     warped = warp(partner, d, K, T)
-    from depth.geometry import backproject, project
-
     uv = project(backproject(d, K), K, T)[0]
     inside = (uv[0] >= 0) & (uv[0] <= W - 1) & (uv[1] >= 0) & (uv[1] <= H - 1)
     valid = torch.from_numpy(depth > 0) & inside
@@ -83,21 +86,17 @@ def test_flipped_stereo_sample_keeps_photometric_error_small(tiny_synthetic):
 
 def test_right_image_as_target_uses_the_opposite_sign(tiny_synthetic):
     e, _ = _gt_entry(tiny_synthetic)
-    from data.splits import SplitEntry
-
     s = _dataset(tiny_synthetic, SplitEntry(e.folder, e.frame, "r"), flip_prob=0.0)[0]
     assert s["T_stereo"][0, 3].item() == pytest.approx(0.54)
 
 
 def test_baseline_convention_config_to_dataset_and_eval_scale(tiny_synthetic):
-    from data.datasets import build_training_data
-
     cfg = load_config("configs/synthetic_stereo.yaml",
                       [f"data.root={tiny_synthetic}", f"data.split={tiny_synthetic / 'splits'}",
                        "data.synthetic.generate=false", "data.val_gt=none"])
     assert cfg.data.stereo and cfg.data.frame_ids == [0, -1, 1]
     assert stereo_scale(cfg) == pytest.approx(27.0)  # the preset: 0.02 in the loss, 27 m per unit
-    assert stereo_scale(to_dict(cfg)) == pytest.approx(27.0)  # as stored in a checkpoint
+    assert stereo_scale(from_dict(to_dict(cfg))) == pytest.approx(27.0)  # as stored in a checkpoint
     train_set, _, _ = build_training_data(cfg.data, cfg.augment, 0)
     assert train_set[0]["T_stereo"].abs()[0, 3].item() == pytest.approx(0.02)
     for baseline, factor in ((0.1, 5.4), (0.54, 1.0)):  # Monodepth2's convention; metric units
@@ -109,20 +108,16 @@ def test_baseline_convention_config_to_dataset_and_eval_scale(tiny_synthetic):
         assert train_set[0]["T_stereo"].abs()[0, 3].item() == pytest.approx(baseline)
     # monocular models have no stereo scale; old checkpoints without the keys trained with 0.54
     assert stereo_scale(load_config(None, [])) is None
-    assert stereo_scale({"data": {"stereo": True}}) == pytest.approx(1.0)
+    assert stereo_scale(from_dict({"data": {"stereo": True}})) == pytest.approx(1.0)
     # S mode: frame_ids [0] + stereo
     assert load_config(None, ["data.frame_ids=[0]", "data.stereo=true"]).data.frame_ids == [0]
 
 
 def test_ms_training_step_is_finite(tiny_synthetic):
-    from depth.trainer import Trainer, collate
-
     cfg = load_config("configs/synthetic_stereo.yaml",
                       [f"data.root={tiny_synthetic}", f"data.split={tiny_synthetic / 'splits'}",
                        "data.synthetic.generate=false", "data.val_gt=none", "train.batch_size=2",
                        "data.height=64", "data.width=192"])
-    from data.datasets import build_training_data
-
     train_set, _, _ = build_training_data(cfg.data, cfg.augment, 0)
     trainer = Trainer(cfg, train_set, device="cpu")
     terms, _ = trainer.compute_loss(collate([train_set[0], train_set[1]]))

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from data import synthetic as S
+from data.calib import read_calib_file
 from data.splits import read_split_file
 from depth.geometry import backproject, project, scale_intrinsics
 from depth.reprojection import warp
@@ -19,17 +20,6 @@ W, H = S.WIDTH, S.HEIGHT
 
 
 def _read_calib(path: Path) -> dict[str, np.ndarray]:
-    try:
-        from data.calib import read_calib_file
-    except ImportError:  # parse the "key: numbers" lines directly
-        out = {}
-        for line in path.read_text().splitlines():
-            key, _, value = line.partition(":")
-            try:
-                out[key.strip()] = np.array([float(x) for x in value.split()])
-            except ValueError:
-                pass
-        return out
     return read_calib_file(path)
 
 

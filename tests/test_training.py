@@ -10,7 +10,8 @@ import torch
 
 from data.datasets import build_training_data
 from depth.config import load_config
-from depth.trainer import Trainer, ValidationData, collate
+from depth.batch import collate
+from depth.trainer import Trainer, ValidationData
 
 ROOT = Path(__file__).resolve().parents[1]
 

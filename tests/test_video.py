@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from data.kitti import monodepth2_intrinsics
+import train
+from data.frames import monodepth2_intrinsics
 from data.video import (IntrinsicsMissing, VideoFolderDataset, build_video_data, decode_video,
                         discover_sequences, parse_intrinsics_text, resolve_intrinsics, split_sequences)
 from depth.config import ConfigError, load_config
@@ -225,8 +226,6 @@ def test_config_keys_and_train_command_without_intrinsics(tmp_path, capsys):
     with pytest.raises(ConfigError, match="frame_stride"):
         load_config("configs/custom_video.yaml", ["data.frame_stride=0"])
     _write_jpgs(tmp_path / "seq", _frames(4))
-    import train
-
     rc = train.main(["--config", "configs/custom_video.yaml", f"data.root={tmp_path}"])
     err = capsys.readouterr().err
     assert rc == 2 and "No camera intrinsics" in err and "data.intrinsics=" in err

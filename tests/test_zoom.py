@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -260,8 +261,6 @@ _SS = 4  # supersampling factor of the renders (limits texture aliasing at 96 x 
 def street():
     """A rendered target/source pair of the synthetic street (depth known), at 96 x 320."""
     synthetic = pytest.importorskip("data.synthetic")
-    import numpy as np
-
     scene = synthetic.build_scene(0)
     traj = synthetic.drive_trajectory(synthetic.drive_seed(0, 1), 12)
     cam = synthetic.cam_offsets(2)

@@ -34,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from depth.checks import check_shape
 from depth.networks.layers import Conv3x3, ConvBlock, upsample_to
 
 __all__ = ["attention_reference", "DynamicCrossAttention", "DCAHead", "dca_parameter_count"]
@@ -58,11 +59,6 @@ def _pool_to(x: Tensor, size: tuple[int, int]) -> Tensor:
     if fh >= 1 and fw >= 1 and fh * size[0] == h and fw * size[1] == w:
         return F.avg_pool2d(x, (fh, fw))
     return F.adaptive_avg_pool2d(x, size)
-
-
-def _check_feature(name: str, x: Tensor, channels: int) -> None:
-    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != channels:
-        raise ValueError(f"{name} must have shape (B, {channels}, H, W), got {getattr(x, 'shape', type(x))}")
 
 
 class _AttentionBranch(nn.Module):
@@ -129,13 +125,12 @@ class DynamicCrossAttention(nn.Module):
     def forward(self, x2: Tensor, x4: Tensor, x8: Tensor, x16: Tensor, enc: Tensor,
                 return_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         c4, c8, c16 = self.channels
-        _check_feature("x2", x2, self.x2_channels)
-        _check_feature("x4", x4, c4)
-        _check_feature("x8", x8, c8)
-        _check_feature("x16", x16, c16)
-        _check_feature("enc", enc, self.enc_channels)
-        if not (x2.shape[0] == x4.shape[0] == x8.shape[0] == x16.shape[0] == enc.shape[0]):
-            raise ValueError("all features must have the same batch size")
+        check_shape(x2, f"B {self.x2_channels} H W", "x2")
+        b = x2.shape[0]  # every feature has the batch size of x2
+        check_shape(x4, f"B {c4} H W", "x4", B=b)
+        check_shape(x8, f"B {c8} H W", "x8", B=b)
+        check_shape(x16, f"B {c16} H W", "x16", B=b)
+        check_shape(enc, f"B {self.enc_channels} H W", "enc", B=b)
         x2 = self.dropout(x2)
         size2 = tuple(x2.shape[-2:])
         grid8 = tuple(x8.shape[-2:])
@@ -172,7 +167,7 @@ class DCAHead(nn.Module):
         self.disp = Conv3x3(mid_ch, 1)
 
     def forward(self, y: Tensor, out_size: tuple[int, int] | None = None) -> Tensor:
-        _check_feature("y", y, self.in_ch)
+        check_shape(y, f"B {self.in_ch} H W", "y")
         if out_size is None:
             out_size = (2 * y.shape[-2], 2 * y.shape[-1])
         x = upsample_to(self.conv0(y), tuple(int(s) for s in out_size))

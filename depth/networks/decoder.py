@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from depth.networks.cross_attention import DCAHead, DynamicCrossAttention
 from depth.networks.layers import Conv3x3, ConvBlock, upsample_to
 
 __all__ = ["DepthDecoder"]
@@ -45,8 +46,6 @@ class DepthDecoder(nn.Module):
                 convs[f"dispconv_{s}"] = Conv3x3(NUM_CH_DEC[s], 1)
         self.convs = nn.ModuleDict(convs)
         if dca:
-            from depth.networks.cross_attention import DCAHead, DynamicCrossAttention
-
             self.dca = DynamicCrossAttention(channels=(NUM_CH_DEC[2], NUM_CH_DEC[3], NUM_CH_DEC[4]),
                                              x2_channels=NUM_CH_DEC[1], enc_channels=self.num_ch_enc[-1],
                                              dropout=dca_dropout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch.nn as nn
 from torch import Tensor
 
+from depth.checks import check_shape
 from depth.networks.decoder import DepthDecoder
 from depth.networks.encoder import ResnetEncoder
 
@@ -30,8 +31,7 @@ class DepthNet(nn.Module):
         return self.decoder.scales
 
     def forward_scales(self, image: Tensor) -> list[Tensor]:
-        if image.dim() != 4 or image.shape[1] != 3:
-            raise ValueError(f"DepthNet expects (B, 3, H, W) images, got {tuple(image.shape)}")
+        check_shape(image, "B 3 H W", "image")
         return self.decoder(self.encoder(image), out_size=tuple(image.shape[-2:]))
 
     def forward(self, image: Tensor) -> Tensor:

@@ -1,7 +1,7 @@
 """Atomic file writes: a temp file in the target folder, fsync, then rename over the target.
 
-A crash at any point leaves either the old file or the new one, never half of one. No torch
-import here, so data/ code can use it too.
+A crash at any point leaves either the old file or the new one, never half of one. This package
+imports neither ``depth`` nor ``data``, so both may use it (``data/`` never imports ``depth/``).
 """
 from __future__ import annotations
 
@@ -27,9 +27,12 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | Path, write: Callable[[IO], None], binary: bool = True) -> None:
+def atomic_write(path: str | Path, write: Callable[[IO], None], binary: bool = True, fsync: bool = True) -> None:
     """Call ``write(f)`` on a temp file next to ``path``, then fsync and rename it to ``path``
-    (mode 0644). On any error the temp file is removed and ``path`` is untouched."""
+    (mode 0644). On any error the temp file is removed and ``path`` is untouched.
+
+    ``fsync=False`` skips both fsyncs: the rename is still atomic (readers never see half a file)
+    but a power cut may lose the write -- right for caches that are rebuilt when missing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -37,18 +40,20 @@ def atomic_write(path: str | Path, write: Callable[[IO], None], binary: bool = T
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-        fsync_dir(path.parent)
+        if fsync:
+            fsync_dir(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text), binary=False)
+def atomic_write_text(path: str | Path, text: str, fsync: bool = True) -> None:
+    atomic_write(path, lambda f: f.write(text), binary=False, fsync=fsync)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -1,0 +1,1 @@
+"""Utilities shared by ``depth/`` and ``data/`` (they import neither)."""

@@ -1,0 +1,76 @@
+"""The training batch: what the loader hands the trainer, and the marker of a sample that was skipped.
+
+Samples are the dicts of :class:`data.frames.FrameSampleDataset`; :func:`collate` stacks them into
+a :class:`FrameBatch`. A sample that raised one of the errors the trainer was told to skip comes
+out of :class:`depth.sampling.EpochIndexed` as a :class:`BadSample`; :func:`collate` drops it and
+lists its message in ``FrameBatch.bad_samples``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import torch
+from torch import Tensor
+
+__all__ = ["FrameBatch", "BadSample", "BadBatchError", "collate"]
+
+
+@dataclass(frozen=True)
+class BadSample:
+    """Stands in for a sample that could not be read; ``message`` names the sample and the file."""
+
+    message: str
+
+
+class BadBatchError(RuntimeError):
+    """Every sample of a batch was bad where the run cannot go on without it (several processes)."""
+
+
+@dataclass
+class FrameBatch:
+    """A stack of training samples (all tensors on the CPU until :meth:`to`).
+
+    ``color``: ``(B, F, 3, H, W)`` un-jittered frames in ``[0, 1]``, the target first, in the order
+    of ``data.frame_ids`` (the stereo partner last) -- what the loss compares. ``color_aug``: the
+    same frames with each sample's colour jitter -- what the networks see. ``K``: ``(B, 3, 3)``
+    intrinsics in pixels of the ``H x W`` frames. ``index``: ``(B,)`` sample indices.
+    ``T_stereo``: ``(B, 4, 4)`` target -> stereo-partner transforms, or None without stereo.
+    ``bad_samples``: messages of the samples dropped from this batch. ``B`` may be 0 when every
+    sample was bad.
+    """
+
+    color: Tensor
+    color_aug: Tensor
+    K: Tensor
+    index: Tensor
+    T_stereo: Tensor | None = None
+    bad_samples: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    def _map(self, fn) -> FrameBatch:
+        """A copy with ``fn`` applied to every tensor field."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return FrameBatch(**{k: fn(v) if isinstance(v, Tensor) else v for k, v in values.items()})
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> FrameBatch:
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> FrameBatch:
+        """Called by ``DataLoader(pin_memory=True)``: page-locked copies for asynchronous transfer."""
+        return self._map(lambda t: t.pin_memory())
+
+
+def collate(samples: list) -> FrameBatch:
+    """Stack sample dicts into a :class:`FrameBatch`; ``None`` samples are dropped, and so are
+    :class:`BadSample` markers, whose messages go to ``bad_samples``."""
+    bad = [s.message for s in samples if isinstance(s, BadSample)]
+    good = [s for s in samples if s is not None and not isinstance(s, BadSample)]
+    if not good:
+        empty = torch.empty(0)
+        return FrameBatch(empty, empty, empty, torch.empty(0, dtype=torch.int64), bad_samples=bad)
+    stacked = {k: torch.stack([s[k] for s in good]) if isinstance(good[0][k], Tensor)
+               else torch.tensor([s[k] for s in good]) for k in good[0]}
+    return FrameBatch(stacked["color"], stacked["color_aug"], stacked["K"], stacked["index"],
+                      stacked.get("T_stereo"), bad)

@@ -1,0 +1,32 @@
+"""Helpers shared by the tests (not part of the library)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from depth.config import Config, to_dict
+from depth.model import Networks, build_networks
+
+
+def procedural_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A deterministic synthetic road-like RGB image, ``H x W x 3`` uint8 (sky, ground, texture)."""
+    rng = np.random.default_rng(seed)
+    v = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
+    u = np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :]
+    sky = np.stack([0.55 + 0.2 * (1 - v), 0.7 + 0.1 * (1 - v), 0.9 + 0 * v], -1) * np.ones_like(u)[..., None]
+    ground = np.stack([0.35 + 0.3 * v, 0.33 + 0.28 * v, 0.3 + 0.25 * v], -1) * np.ones_like(u)[..., None]
+    img = np.where((v < 0.45)[..., None], sky, ground)
+    img = img + 0.08 * np.sin(40 * u * (v + 0.2))[..., None] + rng.normal(0, 0.03, img.shape)
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def write_checkpoint(path: Path, cfg: Config, seed: int = 0) -> Networks:
+    """Randomly initialised networks of ``cfg`` (seeded), saved as a checkpoint of this project;
+    returns them in eval mode."""
+    torch.manual_seed(seed)
+    nets = build_networks(cfg).eval()
+    torch.save({"depth_net": nets.depth_net.state_dict(), "pose_net": nets.pose_net.state_dict(),
+                "config": to_dict(cfg), "step": 0, "epoch": 0}, path)
+    return nets
