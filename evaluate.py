@@ -85,6 +85,11 @@ def cmd_depth(args) -> int:
         raise EvalError("--zoom and --crop are two different tests: give one of them")
     if args.disparities and (args.zoom or args.crop or args.post_process != "none"):
         raise EvalError("--zoom, --crop and --post-process need a model (--checkpoint)")
+    if args.disparities and (args.height or args.width):
+        raise EvalError("--height/--width set the network input size: they need a model (--checkpoint)")
+    for name in ("height", "width"):
+        if getattr(args, name) is not None and getattr(args, name) < 16:
+            raise EvalError(f"--{name} must be at least 16 pixels, got {getattr(args, name)}")
     if args.checkpoint and not args.data_path:
         raise EvalError("--checkpoint needs --data-path (the images)")
     if not (args.gt or args.data_path):
@@ -105,8 +110,9 @@ def cmd_depth(args) -> int:
                 raise EvalError(f"{args.disparities} holds {len(disp)} disparity maps but split "
                                 f"{args.split!r} has {len(entries)} images")
         else:
+            size = (args.width or cfg.data.width, args.height or cfg.data.height)
             disp, windows, in_window = predict_for_gt(
-                nets.depth_net, KittiImageSet(args.data_path, entries), gt, (cfg.data.width, cfg.data.height),
+                nets.depth_net, KittiImageSet(args.data_path, entries), gt, size,
                 zoom=args.zoom, crop=args.crop, min_depth=cfg.model.min_depth, max_depth=cfg.model.max_depth,
                 post_process=args.post_process, batch_size=args.batch_size, progress=not args.no_progress)
         kwargs = eigen_metric_kwargs(mode, fixed_scale=scale, median_scaling=not args.no_median_scaling,
@@ -122,6 +128,8 @@ def cmd_depth(args) -> int:
         title += f", crop x{args.crop}"
     if args.stereo:
         title += f", stereo scale {scale:g}"
+    if args.checkpoint and (args.height or args.width):
+        title += f", network input {size[0]}x{size[1]} (trained at {cfg.data.width}x{cfg.data.height})"
     print(f"-> {title}, post-process {args.post_process}")
     print(format_metrics_table(m))
     if args.json:
@@ -200,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-path", help="KITTI raw root (images; GT when --gt is not given)")
     d.add_argument("--gt", help="GT file from export-gt (sparse) or Monodepth2's gt_depths.npz")
     d.add_argument("--post-process", choices=["none", "flip", "zoom"], default="none")
+    d.add_argument("--height", type=int, default=None, metavar="H",
+                   help="run the network at this input height instead of the trained one (resolution\n"
+                        "robustness: same GT, same protocol; any size >= 16, not only multiples of 32)")
+    d.add_argument("--width", type=int, default=None, metavar="W", help="input width, as --height")
     d.add_argument("--stereo", action="store_true",
                    help="fixed scale, no median scaling: the checkpoint's stereo_baseline_metric / stereo_baseline "
                         "(1 for metric-baseline training), 5.4 for external --disparities (Monodepth2)")

@@ -33,6 +33,9 @@ __all__ = [
     "per_image_csv",
     "scale_robustness",
     "zoom_robustness",
+    "RESOLUTION_FACTORS",
+    "scaled_size",
+    "resolution_curve",
     "dump_xyz",
     "compute_ate",
     "load_odometry_poses",
@@ -173,6 +176,44 @@ def zoom_robustness(predict: Callable, images: Sequence[np.ndarray], gt, size_wh
     shift = float(np.median(cropped["ratio"][ok] / zoomed["ratio"][ok])) if ok.any() else float("nan")
     return {"zoom_abs_rel": z["abs_rel"], "crop_abs_rel": c["abs_rel"], "gap": z["abs_rel"] - c["abs_rel"],
             "depth_shift": shift}
+
+
+RESOLUTION_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)
+
+
+def scaled_size(size_wh: tuple[int, int], factor: float) -> tuple[int, int]:
+    """``(w, h)`` times ``factor`` on both sides, rounded to whole pixels (at least 1). The result
+    need not be divisible by 32: the networks upsample to each skip's size."""
+    if not factor > 0:
+        raise ValueError(f"factor must be > 0, got {factor}")
+    w, h = size_wh
+    return max(1, int(round(w * factor))), max(1, int(round(h * factor)))
+
+
+def resolution_curve(predict: Callable, images: Sequence[np.ndarray], gt, size_wh: tuple[int, int],
+                     factors: Sequence[float] = RESOLUTION_FACTORS, *, post_process: str = "none",
+                     batch_size: int = 8, min_depth: float = 0.1, max_depth: float = 100.0,
+                     **metric_kwargs) -> dict[float, dict]:
+    """Resolution robustness (the protocol of RA-Depth, Gao et al., ECCV 2022): the network
+    trained at ``size_wh`` is run at ``factor x`` that size (both sides, the whole image, same
+    field of view) and scored against the same GT with the same protocol (``metric_kwargs`` go
+    to :func:`depth.metrics.compute_depth_metrics`; per-image median scaling by default).
+
+    Returns ``{factor: metrics}``; each entry also holds ``size`` ``(w, h)`` and, when ``1.0`` is
+    among the factors, ``abs_rel_vs_1x`` = abs rel / abs rel at the training size. ``images`` must
+    be re-iterable (a sequence), as every factor reads them again.
+    """
+    curve: dict[float, dict] = {}
+    for f in factors:
+        size = scaled_size(size_wh, f)
+        disp = predict_disparities(predict, images, size, post_process=post_process, batch_size=batch_size,
+                                   min_depth=min_depth, max_depth=max_depth)
+        curve[float(f)] = {**compute_depth_metrics(disp, gt, **metric_kwargs), "size": size}
+    if 1.0 in curve:
+        ref = curve[1.0]["abs_rel"]
+        for m in curve.values():
+            m["abs_rel_vs_1x"] = m["abs_rel"] / ref
+    return curve
 
 
 # ----------------------------------------------------------------------------------------------
