@@ -1,21 +1,31 @@
-"""What each engine buys: baseline, +zoom, +DCA, +both on the synthetic data, same CPU budget.
+"""What each engine buys: baseline, +zoom, +DCA, +both and the paper's full recipe on the synthetic
+street, same data, size, batch and number of steps, several seeds.
 
-Each variant is trained from scratch for the same number of steps (same data, batch, size) with
-several seeds, then scored on the synthetic test drive (Eigen protocol, median scaling):
+Variants (each trained from scratch):
 
-* abs rel / sq rel / RMSE / δ1 on the full image, and
-* the zoom-robustness gap (METHOD §7): abs rel when predicting on the 2x centre zoom minus abs rel
-  of the full-image prediction cropped to the same window. A scale-invariant model has gap ~ 0;
-* the zoom depth shift (``depth.evaluation.zoom_robustness``): median over images of
-  median(zoomed depth) / median(cropped depth) on the same GT pixels. Per-image median scaling
-  removes any global depth change from the gap; the shift shows it: 1 = zooming does not move the
-  predicted scene, 0.5 = depth follows apparent size (the bias zoom imitation is meant to remove).
+* ``baseline``  ``configs/synthetic.yaml`` (Monodepth2 loss, multi-scale decoder);
+* ``zoom``      + zoom imitation (``augment.zoom_prob=0.5``);
+* ``dca``       + dynamic cross-attention decoder (``model.dca=true``);
+* ``zoom_dca``  + both, with the baseline loss;
+* ``full``      ``configs/synthetic_dabnet.yaml``: zoom + DCA + the dabnet loss (Charbonnier,
+  second-order smoothness) + warm-up + gradient clipping: the paper's recipe.
 
-    python bench/ablation.py [--steps 300] [--seeds 0 1] [--variants baseline zoom dca zoom_dca]
-    python bench/ablation.py --no-train --seeds 0 1   # rescore the checkpoints already in --out
+Each run is scored on the synthetic test drive (Eigen protocol, per-image median scaling) through
+the one prediction path (``depth.model.predict_disparities``):
 
-lr schedule: the preset's (constant in configs/synthetic.yaml); ``--decay-at F`` drops it by
-``optim.gamma`` after the fraction F of the steps (``optim.step_milestones``).
+* abs rel, sq rel, RMSE, δ1 on the full image;
+* the zoom depth shift and the 2x-zoom gap (``depth.evaluation.zoom_robustness``): 1 / 0 =
+  zooming the camera leaves the predicted depth alone, 0.5 = depth follows apparent size;
+* the resolution curve (``bench/resolution.py``): abs rel with the network run at 0.5x .. 2x the
+  training size, relative to 1x; "res. spread" = mean |abs rel(f) / abs rel(1x) - 1| over f != 1.
+
+Resumable: every run lives in ``OUT/<variant>_s<seed>/`` and writes checkpoints as it goes; a rerun
+trains only what is missing (continuing an interrupted run from its last checkpoint), rescores
+every finished run and rewrites ``OUT/ablation.json`` and the table after every run. Two
+invocations with different ``--variants`` or ``--seeds`` may share one ``--out``.
+
+    python bench/ablation.py [--seeds 0 1 2] [--variants baseline full] [--steps N] [key=value ...]
+    python bench/ablation.py --table-only          # print the table of what OUT holds
 """
 from __future__ import annotations
 
@@ -31,109 +41,162 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.resolution import curve_cells, curve_header, score_resolution  # noqa: E402
 from common.atomic import atomic_write_text  # noqa: E402
 from data.datasets import build_training_data  # noqa: E402
-from data.kitti import image_path  # noqa: E402
-from data.frames import read_image  # noqa: E402
+from data.kitti import KittiImageSet  # noqa: E402
 from data.splits import read_split_file, split_file  # noqa: E402
 from data.synthetic import ensure_synthetic  # noqa: E402
 from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
-from depth.config import load_config  # noqa: E402
-from depth.evaluation import zoom_robustness  # noqa: E402
+from depth.checkpoint import load_checkpoint  # noqa: E402
+from depth.config import Config, load_config  # noqa: E402
+from depth.evaluation import RESOLUTION_FACTORS, zoom_robustness  # noqa: E402
 from depth.metrics import compute_depth_metrics  # noqa: E402
 from depth.model import load_model, predict_disparities  # noqa: E402
-from depth.trainer import Trainer, ValidationData  # noqa: E402
+from depth.trainer import Trainer  # noqa: E402
 
-VARIANTS = {
-    "baseline": [],
-    "zoom": ["augment.zoom_prob=0.5"],
-    "dca": ["model.dca=true"],
-    "zoom_dca": ["augment.zoom_prob=0.5", "model.dca=true"],
+BASE = ROOT / "configs" / "synthetic.yaml"
+VARIANTS: dict[str, tuple[Path, list[str]]] = {
+    "baseline": (BASE, []),
+    "zoom": (BASE, ["augment.zoom_prob=0.5"]),
+    "dca": (BASE, ["model.dca=true"]),
+    "zoom_dca": (BASE, ["augment.zoom_prob=0.5", "model.dca=true"]),
+    "full": (ROOT / "configs" / "synthetic_dabnet.yaml", []),
 }
-COLS = ("abs_rel", "sq_rel", "rmse", "a1", "gap", "depth_shift")
+COLS = ("abs_rel", "sq_rel", "rmse", "a1", "depth_shift", "gap")
+HEADS = ("abs rel", "sq rel", "RMSE", "δ1", "zoom depth shift (1 = invariant)", "2x-zoom gap")
 
 
-def variant_config(name: str, seed: int, steps: int, decay_at: float | None, extra: list[str], out: Path):
-    return load_config(ROOT / "configs" / "synthetic.yaml", [
-        f"train.seed={seed}", f"train.max_steps={steps}", f"output.dir={out / f'{name}_s{seed}'}",
-        *([f"optim.step_milestones=[{int(round(decay_at * steps))}]"] if decay_at else []),
-        # validate and save once, at the end (0 would mean "every epoch": a few steps here)
-        f"train.val_every={steps}", f"train.checkpoint_every={steps}", "train.image_every=0", "train.progress=false",
-        *VARIANTS[name], *extra])
+def variant_config(name: str, seed: int, steps: int | None, extra: list[str], out: Path) -> Config:
+    preset, overrides = VARIANTS[name]
+    run = [f"train.seed={seed}", f"output.dir={out / f'{name}_s{seed}'}", *overrides, *extra]
+    steps = steps or load_config(preset, run).train.max_steps
+    # no validation during training (scored afterwards), checkpoints a few times per run (resume)
+    return load_config(preset, [*run, f"train.max_steps={steps}", "data.val_gt=none", "train.val_every=0",
+                                f"train.checkpoint_every={max(1, steps // 4)}", "train.image_every=0",
+                                "train.progress=false", "output.overwrite=true"])
 
 
-def score(net, cfg, test_images, test_gt, full: dict | None = None) -> dict:
-    """Full-image metrics (unless given: the trainer's validation on the same frames computes the
-    same numbers) and the zoom-robustness figures of one trained net."""
-    net = net.eval()
-    size = (cfg.data.width, cfg.data.height)
-    kw = dict(min_depth=cfg.model.min_depth, max_depth=cfg.model.max_depth)
-    if full is None:
-        full = compute_depth_metrics(predict_disparities(net, test_images, size, **kw), test_gt)
-    return {**{k: full[k] for k in ("abs_rel", "sq_rel", "rmse", "a1")},
-            **zoom_robustness(net, test_images, test_gt, size, 2.0, **kw)}
+def finished(run_dir: Path, steps: int) -> bool:
+    m = run_dir / "metrics.json"
+    return m.is_file() and json.loads(m.read_text()).get("steps") == steps
 
 
-def run_variant(name: str, seed: int, steps: int, decay_at: float | None, extra: list[str], out: Path, test_images,
-                test_gt, train: bool = True) -> dict:
-    cfg = variant_config(name, seed, steps, decay_at, extra, out)
-    if not train:
-        nets, _ = load_model(Path(cfg.output.dir) / "checkpoints", map_location="cpu")
-        return {**score(nets.depth_net, cfg, test_images, test_gt), "seconds": float("nan")}
-    train_set, val_images, val_gt = build_training_data(cfg.data, cfg.augment, cfg.train.seed)
-    trainer = Trainer(cfg, train_set, ValidationData(val_images, val_gt))
+def train(cfg: Config) -> float:
+    """Train (or continue) one run; the training seconds of this call."""
+    run_dir = Path(cfg.output.dir)
+    train_set, _, _ = build_training_data(cfg.data, cfg.augment, cfg.train.seed)
+    trainer = Trainer(cfg, train_set)
+    if (run_dir / "checkpoints").is_dir():
+        try:
+            trainer.load_state(load_checkpoint(run_dir))
+            print(f"  continuing {run_dir} at step {trainer.step_count}", flush=True)
+        except (FileNotFoundError, RuntimeError):
+            pass
     t0 = time.time()
-    result = trainer.fit()  # validation = the synthetic test frames
-    seconds = time.time() - t0
-    return {**score(trainer.depth_net, cfg, test_images, test_gt, full=result), "seconds": seconds}
+    trainer.fit()
+    return time.time() - t0
+
+
+def score(run_dir: Path, images, gt, factors) -> dict:
+    """Full-image metrics, zoom robustness and the resolution curve of a finished run."""
+    nets, cfg = load_model(run_dir)
+    net, size = nets.depth_net, (cfg.data.width, cfg.data.height)
+    kw = dict(min_depth=cfg.model.min_depth, max_depth=cfg.model.max_depth)
+    full = compute_depth_metrics(predict_disparities(net, images, size, **kw), gt)
+    return {**{k: full[k] for k in ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")},
+            **zoom_robustness(net, images, gt, size, 2.0, **kw),
+            "resolution": score_resolution(net, cfg, images, gt, factors)}
+
+
+def collect(out: Path, variants, seeds) -> dict[str, list[dict]]:
+    rows: dict[str, list[dict]] = {}
+    for name in variants:
+        for seed in seeds:
+            f = out / f"{name}_s{seed}" / "score.json"
+            if f.is_file():
+                rows.setdefault(name, []).append(json.loads(f.read_text()))
+    return rows
+
+
+def _cell(values) -> str:
+    v = np.asarray(values, dtype=np.float64)
+    return f"{v.mean():.4f} ± {v.std():.4f}" if len(v) > 1 else f"{v.mean():.4f}"
+
+
+def print_table(rows: dict[str, list[dict]], factors) -> None:
+    print("| variant | seeds | " + " | ".join(HEADS) + " | res. spread | train s/run |")
+    print("|---|---|" + "---|" * (len(HEADS) + 2))
+    for name, rs in rows.items():
+        spread = [np.mean([abs(r["resolution"][str(f)]["abs_rel_vs_1x"] - 1) for f in factors if f != 1.0])
+                  for r in rs]
+        secs = [r["train_seconds"] for r in rs if r.get("train_seconds")]
+        seconds = f"{np.mean(secs):.0f}" if secs else "—"
+        print(f"| {name} | {len(rs)} | " + " | ".join(_cell([r[k] for r in rs]) for k in COLS)
+              + f" | {_cell(spread)} | {seconds} |")
+    print("\nResolution curve: abs rel at f x the training size (mean ± std over seeds; in brackets: "
+          "relative to 1x)")
+    print(curve_header(factors))
+    for name, rs in rows.items():
+        print(f"| {name} | " + " | ".join(curve_cells([r["resolution"] for r in rs], factors)) + " |")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--steps", type=int, default=None, help="steps per run (default: the preset's train.max_steps)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--decay-at", type=float, default=None,
-                    help="lr *= optim.gamma after this fraction of --steps (Monodepth2: 0.75); "
-                         "default: the preset's schedule (constant lr in configs/synthetic.yaml)")
-    ap.add_argument("--out", type=Path, default=Path("runs/ablation_bench"))
-    ap.add_argument("--no-train", action="store_true",
-                    help="score the checkpoints of an earlier run in --out (same --steps/--seeds) instead of training")
+    ap.add_argument("--factors", type=float, nargs="+", default=list(RESOLUTION_FACTORS),
+                    help="resolution-curve factors (must include 1)")
+    ap.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    ap.add_argument("--no-train", action="store_true", help="only score the finished runs in --out")
+    ap.add_argument("--table-only", action="store_true", help="print the table of the scores in --out")
     ap.add_argument("overrides", nargs="*", help="extra config overrides for every run")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if 1.0 not in args.factors:
+        ap.error("--factors must include 1 (the training size)")
+    factors = sorted(args.factors)
 
-    cfg = load_config(ROOT / "configs" / "synthetic.yaml", args.overrides)
-    if cfg.data.synthetic.generate:
+    if not args.table_only:
+        cfg = load_config(BASE, args.overrides)
         s = cfg.data.synthetic
-        ensure_synthetic(cfg.data.root, s.seed, s.drives, s.frames, s.test_drives, verbose=True)
-    root = Path(cfg.data.root)
-    test = read_split_file(split_file(cfg.data.split, "test"))
-    test_images = [read_image(image_path(root, e)) for e in test]
-    test_gt = [read_benchmark_png(benchmark_png_path(root, e.folder, e.frame, e.side)) for e in test]
-
-    rows: dict[str, list[dict]] = {name: [] for name in args.variants}
-    args.out.mkdir(parents=True, exist_ok=True)
-    for seed in args.seeds:  # seed-major: an interrupted run still compares every variant
-        for name in args.variants:
-            r = run_variant(name, seed, args.steps, args.decay_at, args.overrides, args.out, test_images, test_gt,
-                            train=not args.no_train)
-            rows[name].append({"seed": seed, **r})
-            print(f"{name:9s} seed {seed}: " + ", ".join(f"{k}={v:.4f}" for k, v in r.items()), flush=True)
-            atomic_write_text(args.out / ("ablation_rescored.json" if args.no_train else "ablation.json"),
-                              json.dumps(rows, indent=2))
-
-    print(f"\n{len(test)} synthetic test frames; {args.steps} steps per run at {cfg.data.width}x{cfg.data.height}, "
-          f"batch {cfg.train.batch_size}, seeds {args.seeds}; mean ± std over seeds")
-    print("| variant | abs rel | sq rel | RMSE | δ1 | zoom gap (2x zoom − crop abs rel) | zoom depth shift (1 = invariant) "
-          "| s/run |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, rs in rows.items():
-        cells = []
-        for k in COLS:
-            v = np.array([r[k] for r in rs])
-            cells.append(f"{v.mean():.4f} ± {v.std():.4f}")
-        print(f"| {name} | " + " | ".join(cells) + f" | {np.mean([r['seconds'] for r in rs]):.0f} |")
+        if s.generate:
+            ensure_synthetic(cfg.data.root, s.seed, s.drives, s.frames, s.test_drives, verbose=True)
+        root = Path(cfg.data.root)
+        test = read_split_file(split_file(cfg.data.split, "test"))
+        images = list(KittiImageSet(root, test))
+        gt = [read_benchmark_png(benchmark_png_path(root, e.folder, e.frame, e.side)) for e in test]
+        args.out.mkdir(parents=True, exist_ok=True)
+        for seed in args.seeds:  # seed-major: an interrupted sitting still compares every variant
+            for name in args.variants:
+                cfg = variant_config(name, seed, args.steps, args.overrides, args.out)
+                run_dir = Path(cfg.output.dir)
+                seconds = None
+                if not finished(run_dir, cfg.train.max_steps):
+                    if args.no_train:
+                        print(f"{name} seed {seed}: not finished, skipped (--no-train)")
+                        continue
+                    seconds = train(cfg)
+                old = run_dir / "score.json"
+                if seconds is None and old.is_file():  # keep the training time of the sitting that trained it
+                    seconds = json.loads(old.read_text()).get("train_seconds")
+                r = {"variant": name, "seed": seed, "steps": cfg.train.max_steps,
+                     "size": [cfg.data.width, cfg.data.height], "batch": cfg.train.batch_size,
+                     "train_seconds": seconds, **score(run_dir, images, gt, factors)}
+                atomic_write_text(old, json.dumps(r, indent=2))
+                print(f"{name} seed {seed}: abs_rel {r['abs_rel']:.4f} a1 {r['a1']:.4f} "
+                      f"shift {r['depth_shift']:.3f} gap {r['gap']:.4f}", flush=True)
+                atomic_write_text(args.out / "ablation.json",
+                                  json.dumps(collect(args.out, list(VARIANTS), args.seeds), indent=2))
+    rows = collect(args.out, args.variants, args.seeds)
+    if not rows:
+        print(f"no scored runs in {args.out}")
+        return 1
+    steps = {r["steps"] for rs in rows.values() for r in rs}
+    sizes = {tuple(r["size"]) for rs in rows.values() for r in rs}
+    print(f"\nsynthetic test drive; steps per run {sorted(steps)}, size {sorted(sizes)}, "
+          f"seeds {args.seeds}; mean ± std over seeds")
+    print_table(rows, factors)
     return 0
 
 

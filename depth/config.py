@@ -140,6 +140,7 @@ class TrainConfig:
 @dataclass
 class OutputConfig:
     dir: str = "runs/default"
+    overwrite: bool = False  # allow a new run into a folder that already holds checkpoints
 
 
 @dataclass

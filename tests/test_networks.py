@@ -59,6 +59,30 @@ def test_depth_net_odd_size_100x300(depth_net):
     assert [tuple(o.shape[-2:]) for o in outs] == expected
 
 
+@pytest.mark.parametrize("dca", [False, True], ids=["baseline", "dca"])
+def test_depth_net_small_inputs_with_one_pixel_deep_features(dca):
+    """96x32 (0.5x the synthetic size) and 48x24 leave a 1-pixel-tall 1/32 feature: it is padded by
+    replication (reflection needs 2 pixels); the output keeps the input size."""
+    torch.manual_seed(0)
+    net = DepthNet(18, dca=dca).eval()
+    for h, w in ((32, 96), (24, 48)):
+        with torch.no_grad():
+            out = net(torch.rand(2, 3, h, w))
+        assert tuple(out.shape) == (2, 1, h, w)
+        assert torch.isfinite(out).all()
+
+
+def test_conv3x3_replicates_a_one_pixel_map():
+    conv = Conv3x3(1, 1)
+    with torch.no_grad():
+        conv.conv.weight.fill_(1.0)
+        conv.conv.bias.zero_()
+        x = torch.tensor([[[[1.0, 2.0, 4.0]]]])  # 1 x 3: reflection impossible in height
+        y = conv(x)
+    # replicated rows: each output = 3 x (left + centre + right), edges replicated
+    torch.testing.assert_close(y, torch.tensor([[[[3.0 * (1 + 1 + 2), 3.0 * (1 + 2 + 4), 3.0 * (2 + 4 + 4)]]]]))
+
+
 def test_depth_net_batch_sizes_1_and_3(depth_net):
     x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

@@ -9,7 +9,11 @@ __all__ = ["Conv3x3", "ConvBlock", "upsample_to"]
 
 
 class Conv3x3(nn.Module):
-    """3x3 convolution on a reflection-padded input (output has the input's size)."""
+    """3x3 convolution on a reflection-padded input (output has the input's size).
+
+    A feature map only 1 pixel tall or wide (the 1/32 level of an input under 64 pixels) cannot be
+    reflected; it is padded by replication instead (the only case where the two differ in shape).
+    """
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -17,6 +21,8 @@ class Conv3x3(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, 3)
 
     def forward(self, x: Tensor) -> Tensor:
+        if min(x.shape[-2:]) < 2:
+            return self.conv(F.pad(x, (1, 1, 1, 1), mode="replicate"))
         return self.conv(self.pad(x))
 
 
