@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from depth.geometry import (backproject, crop_intrinsics, depth_to_disp, disp_to_depth, pixel_grid,
+from depth.geometry import (backproject, crop_intrinsics, depth_to_disp, depth_to_sigmoid, disp_to_depth, pixel_grid,
                             pixels_to_grid, pose_vector_to_matrix, project, scale_intrinsics)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -209,6 +209,16 @@ def test_disp_to_depth_endpoints():
     _, d2 = disp_to_depth(torch.tensor([0.0, 1.0]), min_depth=1.0, max_depth=80.0)
     assert d2.tolist() == pytest.approx([80.0, 1.0])
     assert depth_to_disp(torch.tensor([4.0])).item() == 0.25
+
+
+@pytest.mark.parametrize("depth", [0.15, 1.0, 14.0, 99.0])
+def test_depth_to_sigmoid_inverts_disp_to_depth(depth):
+    s = depth_to_sigmoid(depth, 0.1, 100.0)
+    assert 0 < s < 1
+    _, d = disp_to_depth(torch.tensor([s], dtype=torch.float64), 0.1, 100.0)
+    assert d.item() == pytest.approx(depth, rel=1e-12)
+    with pytest.raises(ValueError, match="strictly between"):
+        depth_to_sigmoid(0.1, 0.1, 100.0)
 
 
 # ---------------------------------------------------------------- exceptions

@@ -20,7 +20,7 @@ from data.datasets import build_training_data
 from data.frames import frames_to_tensor
 from data.velodyne import save_dense_gt
 from depth.checkpoint import save_checkpoint
-from depth.config import Config, load_config, to_dict
+from depth.config import Config, ConfigError, load_config, to_dict
 from depth.geometry import disp_to_depth
 from depth.model import Networks, build_networks, load_model, network_input, predict_disparities
 from depth.trainer import Trainer, ValidationData
@@ -65,6 +65,46 @@ def test_imagenet_weights_reach_both_encoders_only_when_asked(tmp_path):
     for nets in (build_networks(cfg), build_networks(load_config(overrides=[
             "model.pretrained=false", "model.weights_path=/nonexistent.pth"]), pretrained=True)):
         assert not torch.equal(nets.depth_net.encoder.conv1.weight, state["conv1.weight"])
+
+
+@pytest.mark.parametrize("dca", ["false", "true"])
+def test_init_depth_sets_the_untrained_depth(dca):
+    """model.init_depth: an untrained net predicts about that depth (the heads' biases start at the
+    matching logit); the default init predicts ~0.2 (sigmoid ~0.5)."""
+    x = torch.rand(2, 3, 64, 192)
+    torch.manual_seed(0)
+    default = build_networks(load_config(overrides=[f"model.dca={dca}"])).depth_net.eval()
+    for init in (1.0, 5.0):
+        torch.manual_seed(0)
+        nets = build_networks(load_config(overrides=[f"model.dca={dca}", f"model.init_depth={init}"])).eval()
+        heads = nets.depth_net.decoder.disparity_heads()
+        assert len(heads) == (1 if dca == "true" else 4)
+        with torch.no_grad():
+            _, depth = disp_to_depth(nets.depth_net(x), 0.1, 100.0)
+            _, depth0 = disp_to_depth(default(x), 0.1, 100.0)
+        assert depth.median().item() == pytest.approx(init, rel=0.15)
+        assert depth0.median().item() == pytest.approx(0.2, rel=0.15)
+
+
+def test_pose_output_scales():
+    """model.pose_rotation_scale / pose_translation_scale multiply the pose decoder's outputs."""
+    a, b = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    torch.manual_seed(0)
+    ref = build_networks(Config()).pose_net.eval()
+    torch.manual_seed(0)
+    scaled = build_networks(load_config(overrides=["model.pose_translation_scale=0.5",
+                                                   "model.pose_rotation_scale=0.02"])).pose_net.eval()
+    with torch.no_grad():
+        (r0, t0), (r1, t1) = ref(a, b), scaled(a, b)
+    torch.testing.assert_close(t1, t0 * 50, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(r1, r0 * 2, rtol=1e-5, atol=1e-9)
+
+
+def test_init_keys_are_validated():
+    with pytest.raises(ConfigError, match="model.init_depth"):
+        load_config(overrides=["model.init_depth=0.05"])
+    with pytest.raises(ConfigError, match="model.pose_"):
+        load_config(overrides=["model.pose_translation_scale=0"])
 
 
 # ---------------------------------------------------------------- load
