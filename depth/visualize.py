@@ -9,8 +9,10 @@ __all__ = ["colorize_disparity"]
 
 
 def colorize_disparity(disp: Tensor) -> np.ndarray:
-    """``(1, H, W)`` disparity -> ``(3, H, W)`` uint8 magma image, normalised by its 95th percentile."""
+    """``(1, H, W)`` disparity -> ``(3, H, W)`` uint8 magma image, mapped linearly from its minimum
+    (black) to its 95th percentile (white), as Monodepth2's ``test_simple.py`` does."""
     d = disp.detach().float().cpu().numpy()[0]
-    vmax = np.percentile(d, 95) + 1e-8
-    d8 = np.clip(d / vmax * 255, 0, 255).astype(np.uint8)
+    vmin = float(d.min())
+    vmax = max(float(np.percentile(d, 95)), vmin + 1e-8)
+    d8 = np.clip((d - vmin) / (vmax - vmin) * 255, 0, 255).astype(np.uint8)
     return cv2.cvtColor(cv2.applyColorMap(d8, cv2.COLORMAP_MAGMA), cv2.COLOR_BGR2RGB).transpose(2, 0, 1)

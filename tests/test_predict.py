@@ -5,10 +5,12 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper
 
 from depth.config import Config
 from depth.predict import ground_scale, main
+from depth.visualize import colorize_disparity
 from tests.helpers import write_checkpoint
 
 H, W = 64, 192
@@ -139,3 +141,18 @@ def test_ground_scale_recovers_camera_height_with_rescaled_K():
     assert abs(s - 4.0) < 0.04
     K = np.array([[fx, 0, cx], [0, fx, cy], [0, 0, 1]])
     assert abs(ground_scale(depth, (K, None), depth.shape, 1.65) - 1.0) < 0.01
+
+
+def test_colorize_disparity_spans_min_to_95th_percentile():
+    """Black at the minimum disparity, white (the top of magma) from the 95th percentile up."""
+    d = torch.linspace(2.0, 12.0, 101).view(1, 1, 101)  # 95th percentile = 11.5
+    rgb = colorize_disparity(d)
+    assert rgb.shape == (3, 1, 101) and rgb.dtype == np.uint8
+    lut = cv2.cvtColor(cv2.applyColorMap(np.arange(256, dtype=np.uint8)[None], cv2.COLORMAP_MAGMA),
+                       cv2.COLOR_BGR2RGB)[0]
+    np.testing.assert_array_equal(rgb[:, 0, 0], lut[0])
+    np.testing.assert_array_equal(rgb[:, 0, 95:].T, np.repeat(lut[255][None], 6, 0))
+    mid = int((7.0 - 2.0) / (11.5 - 2.0) * 255)  # disparity 7.0 sits at index 50
+    np.testing.assert_array_equal(rgb[:, 0, 50], lut[mid])
+    flat = colorize_disparity(torch.full((1, 4, 4), 3.0))  # constant input: no division by zero
+    assert (flat == flat[:, :1, :1]).all()
