@@ -37,7 +37,7 @@ def _loss_on(trainer: Trainer, batch) -> float:
 @pytest.mark.parametrize("extra", [(), ("model.dca=true", "augment.zoom_prob=0.5", "loss.recipe=dabnet")],
                          ids=["baseline", "dca_zoom_dabnet"])
 def test_short_training_lowers_loss(tiny_synthetic, tmp_path, extra):
-    cfg = _cfg(tiny_synthetic, tmp_path / "run", "train.max_steps=30", "optim.lr=3e-4",
+    cfg = _cfg(tiny_synthetic, tmp_path / "run", "train.max_steps=30", "optim.lr=3e-4", "optim.warmup_steps=0",
                "augment.color_jitter_prob=0", "augment.flip_prob=0", *extra)
     train_set, val_images, val_gt = build_training_data(cfg.data, cfg.augment, cfg.train.seed)
     trainer = Trainer(cfg, train_set, ValidationData(val_images, val_gt))
