@@ -55,7 +55,8 @@ def convert(src: str | Path, output: str | Path, to: str | None = None) -> list[
                          f" (give --to {other})")
     if to == "checkpoint":
         if output.is_dir():
-            raise IsADirectoryError(f"{output}: is a folder; give the checkpoint file to write (e.g. {output / 'model.pt'})")
+            raise IsADirectoryError(
+                f"{output}: is a folder; give the checkpoint file to write (e.g. {output / 'model.pt'})")
         ckpt = from_monodepth2(folder)
         cfg = from_dict(ckpt["config"])
         networks_from_checkpoint(ckpt)  # the checkpoint loads as it will be loaded

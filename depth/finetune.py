@@ -56,7 +56,9 @@ def init_networks(nets: Networks, path: str | Path) -> str:
         for k, v in theirs.items():
             if k in ours:
                 ours[k].copy_(v)
-    fresh = sorted({".".join(k.split(".")[:3 if k.startswith("decoder.convs.") else 2]) for k in ours if k not in theirs})
+    # fresh modules: decoder.convs.<conv> or decoder.<part> (decoder.dca, decoder.head)
+    fresh = sorted({".".join(k.split(".")[:3 if k.startswith("decoder.convs.") else 2])
+                    for k in ours if k not in theirs})
     summary = f"initialised from {path}: depth net {sum(k in ours for k in theirs)}/{len(ours)} tensors"
     if fresh:
         summary += f" (fresh: {', '.join(fresh)})"
@@ -72,4 +74,5 @@ def init_networks(nets: Networks, path: str | Path) -> str:
             if factor is not None and k.startswith("decoder.convs.pose_2."):
                 v = v * factor.to(v.dtype).view(-1, *([1] * (v.ndim - 1)))
             mine[k].copy_(v)
-    return summary + f"; pose net {len(mine)}/{len(mine)} tensors" + (" (output scales folded in)" if factor is not None else "")
+    return summary + f"; pose net {len(mine)}/{len(mine)} tensors" + \
+        (" (output scales folded in)" if factor is not None else "")

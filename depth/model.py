@@ -133,7 +133,8 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
         ckpt = load_checkpoint(path, map_location)
     except FileNotFoundError as e:
         if Path(path).is_dir():
-            raise FileNotFoundError(f"{e} (nor is {path} a Monodepth2 model folder: no encoder.pth / depth.pth)") from None
+            raise FileNotFoundError(
+                f"{e} (nor is {path} a Monodepth2 model folder: no encoder.pth / depth.pth)") from None
         raise
     return networks_from_checkpoint(ckpt)
 

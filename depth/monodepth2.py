@@ -187,7 +187,8 @@ def _load_pth(path: Path, map_location) -> dict:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, not a torch file, pickled objects other than tensors
         reason = (str(e).strip().splitlines() or [""])[0][:200]
-        raise Monodepth2FormatError(f"{path}: could not be read as a state dict ({type(e).__name__}: {reason})") from None
+        raise Monodepth2FormatError(
+            f"{path}: could not be read as a state dict ({type(e).__name__}: {reason})") from None
     if not isinstance(obj, dict):
         raise Monodepth2FormatError(f"{path}: expected a state dict, got {type(obj).__name__}")
     return obj
@@ -204,7 +205,8 @@ def _head_scales(state: dict, file: Path) -> list[int]:
     """The scale of each sigmoid head ``decoder.10``, ``decoder.11``, ... from its input channels."""
     ids = sorted({int(m.group(1)) for k in state if (m := re.match(r"decoder\.(\d+)\.", k)) and int(m.group(1)) >= 10})
     if not ids:
-        raise Monodepth2FormatError(f"{file}: no disparity head (decoder.10.conv.weight): not a Monodepth2 DepthDecoder")
+        raise Monodepth2FormatError(
+            f"{file}: no disparity head (decoder.10.conv.weight): not a Monodepth2 DepthDecoder")
     if ids != list(range(10, 10 + len(ids))):
         raise Monodepth2FormatError(f"{file}: disparity heads decoder.{ids} are not numbered from decoder.10 on")
     by_channels = {NUM_CH_DEC[s]: s for s in range(4)}
@@ -301,7 +303,8 @@ def from_monodepth2(folder: str | Path, map_location: str | torch.device = "cpu"
         conv1 = penc.get("encoder.conv1.weight")
         if isinstance(conv1, Tensor) and conv1.ndim == 4 and conv1.shape[1] != 6:
             raise Monodepth2FormatError(f"{penc_path}: encoder.conv1.weight takes {conv1.shape[1]} channels "
-                                        f"({conv1.shape[1] / 3:g} stacked frames); only frame pairs (6 channels) are supported")
+                                        f"({conv1.shape[1] / 3:g} stacked frames); only frame pairs "
+                                        f"(6 channels) are supported")
         pose_layers = _resnet_layers(penc, str(penc_path))
         if pose_layers != num_layers:
             raise Monodepth2FormatError(f"{penc_path}: a ResNet-{pose_layers} pose encoder with a ResNet-{num_layers} "
@@ -350,7 +353,8 @@ def _extra_tensor(extra: dict | None, file: str, key: str, shape: tuple[int, ...
 def _encoder_file(state: dict, layers: int, extra: dict | None, file: str) -> "OrderedDict[str, object]":
     out = OrderedDict((k, v) for k, v in state.items() if k.startswith("encoder."))
     channels = 512 if layers < 50 else 2048
-    for key, shape in (("encoder.fc.weight", (CLASSIFIER_CLASSES, channels)), ("encoder.fc.bias", (CLASSIFIER_CLASSES,))):
+    classifier = (("encoder.fc.weight", (CLASSIFIER_CLASSES, channels)), ("encoder.fc.bias", (CLASSIFIER_CLASSES,)))
+    for key, shape in classifier:
         kept = _extra_tensor(extra, file, key, shape)
         out[key] = kept if kept is not None else torch.zeros(shape)
     return out
@@ -412,7 +416,8 @@ def monodepth2_state_dicts(nets, cfg: Config, extra: dict | None = None) -> tupl
         return files, notes
     pstate = pose_net.state_dict()
     if _shapes(pose_net) != pose_shapes:
-        raise Monodepth2FormatError(f"the pose net is not a ResNet-{layers} on two frames with Monodepth2's pose decoder")
+        raise Monodepth2FormatError(
+            f"the pose net is not a ResNet-{layers} on two frames with Monodepth2's pose decoder")
     files["pose_encoder.pth"] = _encoder_file(pstate, layers, extra, "pose_encoder.pth")
     rot, trans = float(pose_net.decoder.rotation_scale), float(pose_net.decoder.translation_scale)
     factor = torch.tensor([rot / POSE_SCALE] * 3 + [trans / POSE_SCALE] * 3)
@@ -446,5 +451,6 @@ def write_monodepth2(files: dict[str, dict], folder: str | Path) -> list[Path]:
     try:
         atomic_write_dir(folder, write)
     except FileExistsError:
-        raise FileExistsError(f"{folder}: exists and is not empty; give a new folder for the Monodepth2 model") from None
+        raise FileExistsError(
+            f"{folder}: exists and is not empty; give a new folder for the Monodepth2 model") from None
     return [folder / name for name in files]

@@ -252,13 +252,15 @@ def _truncate(path: Path) -> None:
 BAD = {
     "no depth.pth": ("depth.pth", "not found", lambda f: (f / "depth.pth").unlink()),
     "no encoder.pth": ("encoder.pth", "not found", lambda f: (f / "encoder.pth").unlink()),
-    "pose.pth without pose_encoder.pth": ("pose_encoder.pth", "needs both", lambda f: (f / "pose_encoder.pth").unlink()),
+    "pose.pth without pose_encoder.pth": ("pose_encoder.pth", "needs both",
+                                          lambda f: (f / "pose_encoder.pth").unlink()),
     "truncated": ("encoder.pth", "could not be read", lambda f: _truncate(f / "encoder.pth")),
     "not a state dict": ("depth.pth", "expected a state dict", lambda f: torch.save([1, 2], f / "depth.pth")),
     "missing key": ("depth.pth", "missing keys (decoder.3.conv.conv.bias)",
                     lambda f: _edit(f, "depth.pth", lambda s: s.pop("decoder.3.conv.conv.bias"))),
     "unexpected key": ("encoder.pth", "unexpected keys (encoder.attention.weight)",
-                       lambda f: _edit(f, "encoder.pth", lambda s: s.update({"encoder.attention.weight": torch.ones(3)}))),
+                       lambda f: _edit(f, "encoder.pth",
+                                       lambda s: s.update({"encoder.attention.weight": torch.ones(3)}))),
     "wrong shape": ("pose.pth", "net.1.weight (256, 128, 3, 3)",
                     lambda f: _edit(f, "pose.pth", lambda s: s.update({"net.1.weight": torch.ones(256, 128, 3, 3)}))),
     "no height": ("encoder.pth", "'height'", lambda f: _edit(f, "encoder.pth", lambda s: s.pop("height"))),
@@ -267,7 +269,8 @@ BAD = {
     "three-frame pose encoder": ("pose_encoder.pth", "6 channels", lambda f: _edit(
         f, "pose_encoder.pth", lambda s: s.update({"encoder.conv1.weight": torch.ones(64, 9, 7, 7)}))),
     "not a ResNet": ("encoder.pth", "no 'encoder.conv1.weight'",
-                     lambda f: torch.save({"conv1.weight": torch.ones(1), "height": 64, "width": 64}, f / "encoder.pth")),
+                     lambda f: torch.save({"conv1.weight": torch.ones(1), "height": 64, "width": 64},
+                                          f / "encoder.pth")),
 }
 
 
@@ -298,7 +301,8 @@ def test_commands_exit_2_on_a_bad_folder(mono_folder, tmp_path, capsys):
         "evaluate": lambda: evaluate.main(["depth", "--checkpoint", str(folder), "--data-path", str(tmp_path),
                                            "--gt", str(tmp_path / "gt.npz"), "--no-progress"]),
         "export": lambda: export.main(["--checkpoint", str(folder), "--output", str(tmp_path / "m.onnx")]),
-        "predict": lambda: predict.main(["--checkpoint", str(folder), str(img), "--out", str(tmp_path / "p"), "--quiet"]),
+        "predict": lambda: predict.main(["--checkpoint", str(folder), str(img), "--out", str(tmp_path / "p"),
+                                         "--quiet"]),
     }
     for command, run in runs.items():
         assert run() == 2, command
