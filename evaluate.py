@@ -6,6 +6,8 @@
     python evaluate.py depth --checkpoint run/ --data-path ROOT --split eigen --post-process flip
     python evaluate.py pose --checkpoint run/ --odometry-path ODOM_ROOT --sequence 09
 
+--checkpoint also takes a Monodepth2 model folder (encoder.pth, depth.pth, ...: docs/monodepth2.md).
+
 See docs/evaluation.md. The logic lives in data/velodyne.py, depth/model.py, depth/metrics.py and
 depth/evaluation.py; this file only parses arguments and prints.
 """
@@ -156,6 +158,9 @@ def cmd_pose(args) -> int:
         if not args.odometry_path:
             raise EvalError("--checkpoint needs --odometry-path (sequences/NN/image_2/*.png|jpg)")
         nets, cfg = _load_model(args.checkpoint)
+        if nets.pose_net is None:
+            raise EvalError(f"{args.checkpoint}: the model has no pose network (a Monodepth2 folder needs "
+                            f"pose_encoder.pth and pose.pth)")
         try:
             pred = predict_relative_poses(nets.pose_net, odometry_frames(args.odometry_path, seq, len(gt_poses)),
                                           (cfg.data.width, cfg.data.height), batch_size=args.batch_size,
@@ -202,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_export_gt)
 
     d = sub.add_parser("depth", help="depth metrics on a test split")
-    d.add_argument("--checkpoint", help="checkpoint file or run folder")
+    d.add_argument("--checkpoint", help="checkpoint file, run folder or Monodepth2 model folder")
     d.add_argument("--disparities", help="(N, h, w) .npy of scaled disparities (Monodepth2's "
                                          "--ext_disp_to_eval format), in split order")
     d.add_argument("--data-path", help="KITTI raw root (images; GT when --gt is not given)")
@@ -214,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--width", type=int, default=None, metavar="W", help="input width, as --height")
     d.add_argument("--stereo", action="store_true",
                    help="fixed scale, no median scaling: the checkpoint's stereo_baseline_metric / stereo_baseline "
-                        "(1 for metric-baseline training), 5.4 for external --disparities (Monodepth2)")
+                        "(1 for metric-baseline training, 5.4 for Monodepth2 models), 5.4 for external --disparities")
     d.add_argument("--stereo-scale", type=float, default=None, help="override the --stereo factor")
     d.add_argument("--no-median-scaling", action="store_true", help="score depths as predicted")
     d.add_argument("--zoom", type=float, default=None, metavar="Z",
@@ -230,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_depth)
 
     q = sub.add_parser("pose", help="ATE on KITTI odometry (5-frame snippets)")
-    q.add_argument("--checkpoint", help="checkpoint file or run folder")
+    q.add_argument("--checkpoint", help="checkpoint file, run folder or Monodepth2 model folder")
     q.add_argument("--pred-poses", help="(N-1, 4, 4) .npy of predicted transforms frame i -> i+1")
     q.add_argument("--odometry-path", help="KITTI odometry root (sequences/, poses/)")
     q.add_argument("--sequence", default="09", help="09 or 10 (any sequence with GT poses works)")

@@ -76,6 +76,9 @@ def main(argv=None) -> int:
     except (FileNotFoundError, RuntimeError) as e:
         print(f"resume error: {e}", file=sys.stderr)
         return 2
+    if ckpt is None and cfg.model.init_from and not Path(cfg.model.init_from).exists():
+        print(f"config error: model.init_from: no such file or folder {cfg.model.init_from}", file=sys.stderr)
+        return 2
 
     rank, world, _ = init_distributed(cfg.train.device)
     if cfg.train.batch_size % world:
@@ -113,7 +116,11 @@ def _train(cfg: Config, ckpt: dict | None, rank: int, world: int) -> int:
             _barrier(world)
 
     val = ValidationData(val_images, val_gt) if val_images is not None else None
-    trainer = Trainer(cfg, train_set, val, skip_errors=skipped_errors(cfg))
+    try:
+        trainer = Trainer(cfg, train_set, val, skip_errors=skipped_errors(cfg), init_weights=ckpt is None)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:  # model.init_from, batch size vs. data
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if ckpt is not None:
         trainer.load_state(ckpt)
     if rank == 0:
@@ -124,7 +131,8 @@ def _train(cfg: Config, ckpt: dict | None, rank: int, world: int) -> int:
               f"zoom_prob={cfg.augment.zoom_prob}, device={trainer.device}, amp={amp}, "
               f"channels_last={trainer.channels_last}; run dir {cfg.output.dir}"
               + (f"; resumed at step {trainer.step_count} (epoch {trainer.epoch}, batch "
-                 f"{trainer.batch_in_epoch})" if ckpt is not None else ""), flush=True)
+                 f"{trainer.batch_in_epoch})" if ckpt is not None else "")
+              + (f"; {trainer.init_summary}" if trainer.init_summary else ""), flush=True)
     try:
         result = trainer.fit()
     except NonFiniteLossError as e:

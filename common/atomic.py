@@ -6,11 +6,12 @@ imports neither ``depth`` nor ``data``, so both may use it (``data/`` never impo
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Callable
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "fsync_dir"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_write_dir", "fsync_dir"]
 
 
 def fsync_dir(path: str | Path) -> None:
@@ -58,3 +59,25 @@ def atomic_write_text(path: str | Path, text: str, fsync: bool = True) -> None:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Create the folder ``path`` whole or not at all: ``write(tmp)`` fills a temp folder next to
+    ``path`` (its files fsynced by ``write``, e.g. through :func:`atomic_write`), which is then
+    renamed to ``path``. ``path`` must not exist or be an empty folder (``FileExistsError``
+    otherwise, before ``write`` runs). On any error the temp folder is removed and ``path`` is
+    untouched."""
+    path = Path(path)
+    if path.exists() and not (path.is_dir() and not any(path.iterdir())):
+        raise FileExistsError(f"{path} exists and is not an empty folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o755)
+        fsync_dir(tmp)
+        os.replace(tmp, path)  # POSIX: atomic, also over an empty folder
+        fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

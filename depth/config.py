@@ -79,6 +79,11 @@ class ModelConfig:
     # units) everywhere: the disparity heads' biases start at the matching logit. 0 = PyTorch's
     # default init (sigmoid ~0.5, depth ~2 min_depth = 0.2).
     init_depth: float = 0.0
+    # Fine-tuning: a project checkpoint / run folder or a Monodepth2 model folder whose weights
+    # initialise the depth net (encoder exactly; decoder tensors of the same name, e.g. a baseline
+    # model's into a DCA model) and the pose net when the source has a matching one; fresh
+    # optimiser, step 0; not applied on --resume. "" = off. See docs/monodepth2.md.
+    init_from: str = ""
 
 
 @dataclass

@@ -202,7 +202,7 @@ def _parser() -> argparse.ArgumentParser:
                "and returns N x 1 x H x W scaled disparity (1/depth) or depth. The export is always "
                "checked against PyTorch; exit code 1 when the max abs difference exceeds --atol.",
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder (uses checkpoints/last.pt)")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file, run folder (its newest checkpoint) or Monodepth2 model folder")
     p.add_argument("--output", required=True, help="the .onnx file to write")
     p.add_argument("--height", type=int, default=None, help="input height (default: the training height)")
     p.add_argument("--width", type=int, default=None, help="input width (default: the training width)")

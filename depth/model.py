@@ -3,8 +3,8 @@
 * :func:`build_networks` is the only place the depth and pose networks are constructed; ImageNet
   weights (``model.pretrained``) are loaded by the encoders themselves
   (:func:`depth.networks.encoder.load_imagenet_weights`), nowhere else.
-* :func:`load_model` turns any checkpoint into ``(Networks, Config)``; a loader for another
-  checkpoint format is one more branch there.
+* :func:`load_model` turns any checkpoint into ``(Networks, Config)``: this project's checkpoints
+  and Monodepth2 model folders (:mod:`depth.monodepth2`), recognised by their content.
 * :func:`predict_disparities` is the one way from full-resolution images to disparities, used by
   the trainer's validation, ``evaluate.py``, ``python -m depth.predict``, ``python -m
   depth.export`` and ``bench/``. Images reach the network through :func:`network_input`, i.e.
@@ -34,6 +34,7 @@ from depth.checkpoint import load_checkpoint
 from depth.config import Config, from_dict
 from depth.geometry import depth_to_sigmoid, disp_to_depth
 from depth.metrics import resize_linear
+from depth.monodepth2 import from_monodepth2, monodepth2_folder
 from depth.networks import DepthNet, PoseNet
 
 __all__ = [
@@ -59,10 +60,11 @@ class Networks(nn.Module):
     sigmoids on ``depth_in`` (every trained scale, finest first) and one ``(axisangle,
     translation)`` per source frame, the pose net taking the jittered, never zoomed frames
     ``color_aug`` ``(B, F, 3, H, W)`` in temporal order. Checkpoints store ``depth_net`` and
-    ``pose_net`` as two state dicts.
+    ``pose_net`` as two state dicts. ``pose_net`` is None for a loaded model that has none (a
+    Monodepth2 folder without pose files); built networks always have one.
     """
 
-    def __init__(self, depth_net: DepthNet, pose_net: PoseNet):
+    def __init__(self, depth_net: DepthNet, pose_net: PoseNet | None):
         super().__init__()
         self.depth_net, self.pose_net = depth_net, pose_net
 
@@ -97,26 +99,44 @@ def build_networks(cfg: Config, pretrained: bool = False) -> Networks:
 
 def networks_from_checkpoint(ckpt: dict) -> tuple[Networks, Config]:
     """``(networks in eval mode, Config)`` from a checkpoint dict of this project (``depth_net``,
-    ``pose_net``, ``config``; see :mod:`depth.checkpoint`)."""
+    ``pose_net``, ``config``; see :mod:`depth.checkpoint`). ``pose_net: None`` (a converted model
+    without a pose network) gives ``Networks.pose_net = None``."""
     missing = [k for k in ("depth_net", "pose_net", "config") if k not in ckpt]
     if missing:
         raise RuntimeError(f"checkpoint lacks {missing}: not written by this project?")
     cfg = from_dict(ckpt["config"])
     nets = build_networks(cfg)
     nets.depth_net.load_state_dict(ckpt["depth_net"])
-    nets.pose_net.load_state_dict(ckpt["pose_net"])
+    if ckpt["pose_net"] is None:
+        nets.pose_net = None
+    else:
+        nets.pose_net.load_state_dict(ckpt["pose_net"])
     return nets.eval(), cfg
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Networks, Config]:
-    """A checkpoint file or a run folder (its newest complete checkpoint) as ``(networks in eval
-    mode, Config)``. Raises ``FileNotFoundError`` / ``RuntimeError`` naming the file.
+    """Any saved model as ``(networks in eval mode, Config)``, recognised by its content:
 
-    The one entry point for every format: today this project's checkpoints
-    (:func:`depth.checkpoint.load_checkpoint`); another format is recognised here by its content
-    and converted to the same pair.
+    * a Monodepth2 model folder -- a folder holding ``encoder.pth`` / ``depth.pth``, or one of its
+      ``.pth`` files (:func:`depth.monodepth2.from_monodepth2`: the config records the network
+      size, Monodepth2's intrinsics and stereo convention);
+    * else a checkpoint file of this project or a run folder (its newest complete checkpoint,
+      :func:`depth.checkpoint.load_checkpoint`).
+
+    Raises ``FileNotFoundError`` / ``RuntimeError`` (:class:`depth.monodepth2.Monodepth2FormatError`
+    is one) naming the file.
     """
-    return networks_from_checkpoint(load_checkpoint(path, map_location))
+    folder = monodepth2_folder(path)
+    if folder is not None:
+        return networks_from_checkpoint(from_monodepth2(folder, map_location))
+    try:
+        ckpt = load_checkpoint(path, map_location)
+    except FileNotFoundError as e:
+        if Path(path).is_dir():
+            raise FileNotFoundError(
+                f"{e} (nor is {path} a Monodepth2 model folder: no encoder.pth / depth.pth)") from None
+        raise
+    return networks_from_checkpoint(ckpt)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -246,7 +246,7 @@ def _parser() -> argparse.ArgumentParser:
                     "(input on top, magma disparity below) and <name>_depth.npy per frame, at the input's size.",
     )
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="checkpoint file or run folder (PyTorch)")
+    src.add_argument("--checkpoint", help="checkpoint file, run folder or Monodepth2 model folder (PyTorch)")
     src.add_argument("--onnx", help="an ONNX file written by python -m depth.export (onnxruntime)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images, video files")
     p.add_argument("--out", required=True, help="output folder")

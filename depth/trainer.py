@@ -44,6 +44,7 @@ from common.atomic import atomic_write_text
 from depth.batch import BadBatchError, FrameBatch, collate
 from depth.checkpoint import library_versions, load_checkpoint, save_checkpoint
 from depth.config import Config, to_dict
+from depth.finetune import init_networks
 from depth.geometry import pose_vector_to_matrix
 from depth.losses import LossTerms, self_supervised_loss
 from depth.metrics import compute_depth_metrics
@@ -126,12 +127,14 @@ class Trainer:
 
     ``skip_errors``: exception types a sample may raise that drop the sample (counted and
     reported) instead of stopping the run -- what ``train.py`` passes for
-    ``data.on_bad_sample=skip``.
+    ``data.on_bad_sample=skip``. ``init_weights``: apply ``model.init_from`` right after the
+    networks are built (:func:`depth.finetune.init_networks`; its summary is ``self.init_summary``);
+    ``train.py`` passes False when resuming, whose checkpoint replaces the weights anyway.
     """
 
     def __init__(self, cfg: Config, train_set: Dataset, val: ValidationData | None = None,
                  device: str | None = None, rank: int | None = None, world_size: int | None = None,
-                 skip_errors: tuple[type[BaseException], ...] = ()):
+                 skip_errors: tuple[type[BaseException], ...] = (), init_weights: bool = True):
         self.cfg = cfg
         self.skip_errors = tuple(skip_errors)
         dist = _distributed()
@@ -163,6 +166,9 @@ class Trainer:
         self.channels_last = bool(t.channels_last) and self.device.type == "cuda"
         self.train_set, self.val = train_set, val
         nets = build_networks(cfg, pretrained=True).to(self.device)
+        self.init_summary = ""
+        if init_weights and cfg.model.init_from:
+            self.init_summary = init_networks(nets, cfg.model.init_from)
         self.depth_net, self.pose_net = nets.depth_net, nets.pose_net
         if world_size > 1 and t.sync_bn:
             if self.device.type != "cuda":

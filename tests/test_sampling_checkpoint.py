@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.atomic import atomic_write_text
+from common.atomic import atomic_write_dir, atomic_write_text
 from depth.checkpoint import atomic_torch_save, load_checkpoint, save_checkpoint
 from depth.sampling import ResumableSampler
 
@@ -148,6 +148,26 @@ def test_atomic_write_text_failure_keeps_previous(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert p.read_text() == "old"
     assert sorted(f.name for f in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_atomic_write_dir_whole_or_nothing(tmp_path):
+    def two_files(folder):
+        atomic_write_text(folder / "a.txt", "a")
+        atomic_write_text(folder / "b.txt", "b")
+
+    def fails_after_one(folder):
+        atomic_write_text(folder / "a.txt", "a")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_dir(tmp_path / "model", fails_after_one)
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor a temp folder
+    (tmp_path / "model").mkdir()  # an empty folder may be filled
+    atomic_write_dir(tmp_path / "model", two_files)
+    assert sorted(f.name for f in (tmp_path / "model").iterdir()) == ["a.txt", "b.txt"]
+    with pytest.raises(FileExistsError, match="not an empty folder"):
+        atomic_write_dir(tmp_path / "model", two_files)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["model"]
 
 
 # ---------------------------------------------------------------- retention / loading
