@@ -8,7 +8,8 @@ Without --config the KITTI baseline (configs/baseline_kitti_640x192.yaml) is tra
 Every config key can be overridden on the command line with its dotted name (train.max_steps=100).
 Under torchrun, train.batch_size is the global batch (split evenly over the processes); the gloo
 backend is used on CPU and NCCL on CUDA (one GPU per process, LOCAL_RANK). Exit codes: 0 done,
-2 bad config or data, 3 non-finite loss (the last good checkpoint is kept).
+2 bad config or data, or ImageNet weights asked for (model.pretrained=true) and not found -- checked
+before any data is read, 3 non-finite loss (the last good checkpoint is kept).
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from data.frames import BadSampleError
 from depth.batch import BadBatchError
 from depth.checkpoint import load_checkpoint
 from depth.config import Config, ConfigError, load_config
+from depth.imagenet import MissingWeightsError
+from depth.model import check_encoders, imagenet_weights
 from depth.trainer import NonFiniteLossError, Trainer, ValidationData
 
 ROOT = Path(__file__).resolve().parent
@@ -76,6 +79,16 @@ def main(argv=None) -> int:
     except (FileNotFoundError, RuntimeError) as e:
         print(f"resume error: {e}", file=sys.stderr)
         return 2
+    try:  # encoder names and ImageNet weights, before any data is read (a resumed run has its weights)
+        check_encoders(cfg)
+        if ckpt is None:
+            imagenet_weights(cfg)
+    except ValueError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    except (MissingWeightsError, FileNotFoundError) as e:
+        print(f"model error: {e}", file=sys.stderr)
+        return 2
 
     rank, world, _ = init_distributed(cfg.train.device)
     if cfg.train.batch_size % world:
@@ -113,14 +126,14 @@ def _train(cfg: Config, ckpt: dict | None, rank: int, world: int) -> int:
             _barrier(world)
 
     val = ValidationData(val_images, val_gt) if val_images is not None else None
-    trainer = Trainer(cfg, train_set, val, skip_errors=skipped_errors(cfg))
+    trainer = Trainer(cfg, train_set, val, skip_errors=skipped_errors(cfg), pretrained=ckpt is None)
     if ckpt is not None:
         trainer.load_state(ckpt)
     if rank == 0:
         amp = str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype is not None else "off"
         print(f"training {len(train_set)} samples, {trainer.total_steps()} steps, global batch "
               f"{cfg.train.batch_size} = {world} process(es) x {trainer.batch_per_rank}, "
-              f"{cfg.data.width}x{cfg.data.height}, recipe={cfg.loss.recipe}, dca={cfg.model.dca}, "
+              f"{cfg.data.width}x{cfg.data.height}, encoder={cfg.model.encoder}, recipe={cfg.loss.recipe}, dca={cfg.model.dca}, "
               f"zoom_prob={cfg.augment.zoom_prob}, device={trainer.device}, amp={amp}, "
               f"channels_last={trainer.channels_last}; run dir {cfg.output.dir}"
               + (f"; resumed at step {trainer.step_count} (epoch {trainer.epoch}, batch "

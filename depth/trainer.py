@@ -126,12 +126,13 @@ class Trainer:
 
     ``skip_errors``: exception types a sample may raise that drop the sample (counted and
     reported) instead of stopping the run -- what ``train.py`` passes for
-    ``data.on_bad_sample=skip``.
+    ``data.on_bad_sample=skip``. ``pretrained``: start the encoders from ImageNet weights when
+    ``model.pretrained`` says so (False when a checkpoint's weights replace them: resuming).
     """
 
     def __init__(self, cfg: Config, train_set: Dataset, val: ValidationData | None = None,
                  device: str | None = None, rank: int | None = None, world_size: int | None = None,
-                 skip_errors: tuple[type[BaseException], ...] = ()):
+                 skip_errors: tuple[type[BaseException], ...] = (), pretrained: bool = True):
         self.cfg = cfg
         self.skip_errors = tuple(skip_errors)
         dist = _distributed()
@@ -162,7 +163,7 @@ class Trainer:
         self.amp_dtype = resolve_amp(t.amp, self.device)
         self.channels_last = bool(t.channels_last) and self.device.type == "cuda"
         self.train_set, self.val = train_set, val
-        nets = build_networks(cfg, pretrained=True).to(self.device)
+        nets = build_networks(cfg, pretrained=pretrained).to(self.device)
         self.depth_net, self.pose_net = nets.depth_net, nets.pose_net
         if world_size > 1 and t.sync_bn:
             if self.device.type != "cuda":
