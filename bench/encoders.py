@@ -127,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, timm {timm.__version__}, onnxruntime {onnxruntime.__version__}, "
-          f"{args.threads} thread(s), {os.cpu_count()} CPU(s), load average {load:.1f} at start; latency: batch 1, "
-          f"median of {args.runs} after {args.warmup}; train step: 192x64 batch 6, median of {args.train_steps}",
+          f"{args.threads} thread(s), {os.cpu_count()} CPU(s), load average {load:.1f} at start; "
+          f"latency: batch 1, median of {args.runs} after {args.warmup}; "
+          f"train step: 192x64 batch 6, median of {args.train_steps}",
           flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -138,23 +139,28 @@ def main(argv: list[str] | None = None) -> int:
             row = {"encoder": name, "encoder_params_m": _n(net.encoder) / 1e6, "params_m": _n(net) / 1e6,
                    "gmacs_640x192": gmacs(net, 192, 640), "latency": {}}
             for w, h in sizes:
-                row["latency"][f"{w}x{h}"] = latency(name, net, h, w, args.runs, args.warmup, args.threads, Path(tmp))
+                row["latency"][f"{w}x{h}"] = latency(name, net, h, w, args.runs, args.warmup, args.threads,
+                                                     Path(tmp))
             row["train_step_s"] = train_step_s(name, args.train_steps)
             rows.append(row)
             print(f"  {name}: done", flush=True)
     ref = next((r for r in rows if r["encoder"] == REFERENCE), rows[0])
     size_cols = [f"{w}x{h}" for w, h in sizes]
     head = " | ".join(f"{s} eager ms | {s} ort ms" for s in size_cols)
-    print(f"\n| encoder | encoder M params | depth net M params | GMACs 640x192 | {head} | train step s (192x64 b6) "
+    print(f"\n| encoder | encoder M params | depth net M params | GMACs 640x192 | {head} "
+          f"| train step s (192x64 b6) "
           f"| step / {ref['encoder']} | max ONNX diff |")
     print("|---" * (7 + 2 * len(size_cols)) + "|")
     for r in rows:
-        lat = " | ".join(f"{r['latency'][s]['eager_ms']:.0f} | {r['latency'][s]['ort_ms']:.0f}" for s in size_cols)
+        lat = " | ".join(f"{r['latency'][s]['eager_ms']:.0f} | {r['latency'][s]['ort_ms']:.0f}"
+                         for s in size_cols)
         diff = max(r["latency"][s]["max_abs_diff"] for s in size_cols)
-        print(f"| {r['encoder']} | {r['encoder_params_m']:.2f} | {r['params_m']:.2f} | {r['gmacs_640x192']:.2f} | "
-              f"{lat} | {r['train_step_s']:.2f} | {r['train_step_s'] / ref['train_step_s']:.2f} | {diff:.1e} |")
+        ratio = r["train_step_s"] / ref["train_step_s"]
+        print(f"| {r['encoder']} | {r['encoder_params_m']:.2f} | {r['params_m']:.2f} | "
+              f"{r['gmacs_640x192']:.2f} | {lat} | {r['train_step_s']:.2f} | {ratio:.2f} | {diff:.1e} |")
     blank = " | ".join("—" for _ in range(2 * len(size_cols)))
-    print(f"| Lite-Mono (published) | — | {LITE_MONO['params_m']:.1f} | {LITE_MONO['gmacs']:.1f} | {blank} | — | — | — |")
+    print(f"| Lite-Mono (published) | — | {LITE_MONO['params_m']:.1f} | {LITE_MONO['gmacs']:.1f} | {blank} "
+          f"| — | — | — |")
     if args.json:
         Path(args.json).write_text(json.dumps({"threads": args.threads, "rows": rows, "lite_mono": LITE_MONO},
                                               indent=2))

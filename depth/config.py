@@ -70,11 +70,13 @@ class ModelConfig:
     # resnet18 (Monodepth2), resnet50, hrnet_w18 (the paper's), efficientnet_b0, convnext_tiny, ...
     encoder: str = "resnet18"
     pose_encoder: str = "resnet18"  # the pose net's encoder (timm name), fed two stacked frames
-    pose_size: list[int] = field(default_factory=list)  # [H, W] at which the pose net sees the frames; [] = data size
+    # [H, W] at which the pose net sees the frames (resized inside it); [] = the data size
+    pose_size: list[int] = field(default_factory=list)
     # ImageNet weights for both encoders from model.weights_path or the torch / Hugging Face hub caches
     # (depth/imagenet.py); true and not found = the run stops before any work. false = train from scratch.
     pretrained: bool = True
-    weights_path: str = ""  # optional local ImageNet state dict of model.encoder (and of a same-architecture pose_encoder)
+    # optional local ImageNet state dict of model.encoder (also of a pose_encoder of the same architecture)
+    weights_path: str = ""
     # legacy (configs and checkpoints written before model.encoder): 18 | 34 | 50 sets model.encoder and
     # model.pose_encoder to resnet{N} when the config is loaded, then reads 0; 0 = not used
     num_layers: int = 0
@@ -264,7 +266,8 @@ def apply_legacy_num_layers(cfg: Config) -> Config:
     legacy, default = f"resnet{m.num_layers}", ModelConfig().encoder
     for key in ("encoder", "pose_encoder"):
         _check(getattr(m, key) in (default, legacy), f"model.{key}",
-               f"{getattr(m, key)!r} contradicts the legacy model.num_layers={m.num_layers}; drop model.num_layers")
+               f"{getattr(m, key)!r} contradicts the legacy model.num_layers={m.num_layers}; "
+               "drop model.num_layers")
     m.encoder = m.pose_encoder = legacy
     m.num_layers = 0
     return cfg
@@ -323,8 +326,9 @@ def validate(cfg: Config) -> None:
            f"0 (default init) or between model.min_depth and model.max_depth, got {m.init_depth}")
     _check(m.pose_translation_scale > 0 and m.pose_rotation_scale > 0, "model.pose_*_scale",
            f"must be > 0, got {m.pose_rotation_scale}, {m.pose_translation_scale}")
-    _check(m.num_layers in (0, 18, 34, 50), "model.num_layers", f"0 | 18 | 34 | 50 (legacy), got {m.num_layers}")
-    for key in ("encoder", "pose_encoder"):  # the name itself is checked against timm by depth.model.check_encoders
+    _check(m.num_layers in (0, 18, 34, 50), "model.num_layers",
+           f"0 | 18 | 34 | 50 (legacy), got {m.num_layers}")
+    for key in ("encoder", "pose_encoder"):  # checked against timm by depth.model.check_encoders
         v = getattr(m, key)
         _check(bool(v) and v == v.strip() and " " not in v, f"model.{key}", f"a timm model name, got {v!r}")
     _check(len(m.pose_size) == 0 or (len(m.pose_size) == 2 and min(m.pose_size) >= 32), "model.pose_size",

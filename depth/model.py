@@ -39,7 +39,8 @@ from depth.networks import DepthNet, PoseNet
 from depth.networks.encoder import encoder_layout
 
 __all__ = [
-    "Networks", "build_networks", "imagenet_weights", "check_encoders", "load_model", "networks_from_checkpoint",
+    "Networks", "build_networks", "imagenet_weights", "check_encoders",
+    "load_model", "networks_from_checkpoint",
     "network_input", "predict_disparities", "batch_post_process_disparity", "centre_window",
     "zoom_post_process", "batched", "ZOOM_PP_FACTORS",
 ]

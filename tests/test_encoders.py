@@ -38,7 +38,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
 ENCODERS = ["resnet18", "resnet50", "hrnet_w18", "efficientnet_b0", "convnext_tiny"]
 # the ONNX export of HRNet takes 40-90 s on a 2-core CPU (its many fusion branches)
-EXPORTED = ["resnet18", "resnet50", "efficientnet_b0", "convnext_tiny", pytest.param("hrnet_w18", marks=pytest.mark.slow)]
+EXPORTED = ["resnet18", "resnet50", "efficientnet_b0", "convnext_tiny",
+            pytest.param("hrnet_w18", marks=pytest.mark.slow)]
 EXPECTED_LAYOUT = {  # channels, strides, pad_to (0: runs at any size)
     "resnet18": ((64, 64, 128, 256, 512), (2, 4, 8, 16, 32), 0),
     "resnet50": ((64, 256, 512, 1024, 2048), (2, 4, 8, 16, 32), 0),
@@ -73,7 +74,8 @@ def _calibrated(net: torch.nn.Module) -> torch.nn.Module:
 
 
 def _file_key(key: str, state: dict) -> str:
-    """The full model's name of a feature extractor's parameter (timm flattens ``stages.0`` to ``stages_0``)."""
+    """The full model's name of a feature extractor's parameter (timm flattens ``stages.0`` to
+    ``stages_0``)."""
     return key if key in state else key.replace("_", ".", 1)
 
 
@@ -127,7 +129,7 @@ def test_encoder_layout_and_sizes_not_divisible_by_32(name):
     net = _calibrated(DepthNet(name))
     channels, strides, pad_to = EXPECTED_LAYOUT[name]
     assert (net.layout.channels, net.layout.reductions, net.layout.pad_to) == (channels, strides, pad_to)
-    for h, w in ((64, 64), (63, 95), (100, 130)):
+    for h, w in ((64, 64), (63, 95), (100, 130), (24, 48)):
         x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(h))
         with torch.no_grad():
             feats = net.features(x)
@@ -156,7 +158,8 @@ def test_padded_encoder_crops_the_padded_run():
 @pytest.mark.parametrize("name", ENCODERS)
 def test_encoder_trains_two_steps_with_both_decoders(name, tiny_synthetic, tmp_path):
     for dca in (False, True):
-        cfg = _cfg(tiny_synthetic, tmp_path / f"run_{dca}", f"model.encoder={name}", f"model.dca={str(dca).lower()}")
+        cfg = _cfg(tiny_synthetic, tmp_path / f"run_{dca}", f"model.encoder={name}",
+                   f"model.dca={str(dca).lower()}")
         train_set, _, _ = build_training_data(cfg.data, cfg.augment, cfg.train.seed)
         train_set.set_epoch(0)
         batch = collate([train_set[i] for i in range(2)])
@@ -171,7 +174,8 @@ def test_encoder_trains_two_steps_with_both_decoders(name, tiny_synthetic, tmp_p
             trainer.step_count += 1
             losses.append(terms.total.item())
         assert all(math.isfinite(v) for v in losses)
-        changed = [n for n, p in trainer.depth_net.encoder.named_parameters() if not torch.equal(p, before[n])]
+        changed = [n for n, p in trainer.depth_net.encoder.named_parameters()
+                   if not torch.equal(p, before[n])]
         assert len(changed) == len(before)  # the optimiser reached every encoder parameter
 
 
@@ -215,14 +219,15 @@ def test_unknown_or_unusable_encoder_names_are_config_errors():
 # ---------------------------------------------------------------- ImageNet weights
 
 
-@pytest.mark.parametrize("name", ["resnet18", "efficientnet_b0", pytest.param("convnext_tiny", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet_b0", "convnext_tiny"])
 def test_timm_state_dict_loads_through_the_trainers_path(name, tmp_path):
     """A state dict of timm.create_model(name) reaches both encoders of a Trainer unchanged (the pose
     encoder's input conv repeated over the two frames and halved)."""
     torch.manual_seed(7)
     state = timm.create_model(name).state_dict()
     torch.save(state, tmp_path / "w.pth")
-    cfg = load_config(overrides=[f"model.encoder={name}", f"model.pose_encoder={name}", "model.pretrained=true",
+    cfg = load_config(overrides=[f"model.encoder={name}", f"model.pose_encoder={name}",
+                                 "model.pretrained=true",
                                  f"model.weights_path={tmp_path / 'w.pth'}", f"output.dir={tmp_path / 'run'}",
                                  "train.device=cpu"])
     trainer = Trainer(cfg, [None] * 24)
@@ -268,16 +273,18 @@ def test_hugging_face_cache_is_found(tmp_path, monkeypatch):
     (repo / "snapshots" / "abc123").mkdir(parents=True)
     torch.manual_seed(4)
     state = timm.create_model("efficientnet_b0").state_dict()
-    save_file({k: v.contiguous() for k, v in state.items()}, str(repo / "snapshots" / "abc123" / "model.safetensors"))
+    snapshot = repo / "snapshots" / "abc123" / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(snapshot))
     src = find_imagenet_weights("efficientnet_b0")
-    assert src.path == repo / "snapshots" / "abc123" / "model.safetensors"
+    assert src.path == snapshot
     net = DepthNet("efficientnet_b0", src.path)
     assert torch.equal(net.encoder.conv_stem.weight, state["conv_stem.weight"])
 
 
 def test_wrong_weights_file_stops_instead_of_training_from_scratch(tmp_path):
     torch.manual_seed(0)
-    prefixed = {f"encoder.{k}": v for k, v in tvm.resnet18(weights=None).state_dict().items()}  # Monodepth2's names
+    # Monodepth2's encoder.pth names: every key prefixed, nothing matches
+    prefixed = {f"encoder.{k}": v for k, v in tvm.resnet18(weights=None).state_dict().items()}
     torch.save(prefixed, tmp_path / "encoder.pth")
     with pytest.raises(MissingWeightsError, match=r"parameters of resnet18 are not in this file"):
         create_encoder("resnet18", 3, tmp_path / "encoder.pth")
@@ -292,9 +299,11 @@ def test_missing_weights_stop_the_run_before_any_work(tmp_path):
     """model.pretrained=true without the weights: exit 2 before data generation, one line naming the
     places searched and the command that fills the cache."""
     data = tmp_path / "data"
-    env = dict(os.environ, OMP_NUM_THREADS="1", TORCH_HOME=str(tmp_path / "torch"), HF_HOME=str(tmp_path / "hf"))
+    env = dict(os.environ, OMP_NUM_THREADS="1", TORCH_HOME=str(tmp_path / "torch"),
+               HF_HOME=str(tmp_path / "hf"))
     env.pop("HF_HUB_CACHE", None)
-    r = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "synthetic.yaml"),
+    r = subprocess.run([sys.executable, str(ROOT / "train.py"),
+                        "--config", str(ROOT / "configs" / "synthetic.yaml"),
                         "model.pretrained=true", "model.encoder=hrnet_w18", f"data.root={data}",
                         f"data.split={data / 'splits'}", f"output.dir={tmp_path / 'run'}"],
                        capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
@@ -331,8 +340,8 @@ def test_old_num_layers_checkpoint_loads_unchanged(tmp_path):
         for key in ("encoder", "pose_encoder", "pose_size"):
             del old_cfg["model"][key]
         old_cfg["model"]["num_layers"] = layers
-        torch.save({"depth_net": depth_state, "pose_net": nets.pose_net.state_dict(), "config": old_cfg, "step": 1},
-                   tmp_path / f"old{layers}.pt")
+        torch.save({"depth_net": depth_state, "pose_net": nets.pose_net.state_dict(), "config": old_cfg,
+                    "step": 1}, tmp_path / f"old{layers}.pt")
         loaded, loaded_cfg = load_model(tmp_path / f"old{layers}.pt")
         assert loaded_cfg.model.encoder == loaded_cfg.model.pose_encoder == f"resnet{layers}"
         assert loaded_cfg.model.num_layers == 0

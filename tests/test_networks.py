@@ -64,7 +64,7 @@ def test_depth_net_small_inputs_with_one_pixel_deep_features(dca):
     """96x32 (0.5x the synthetic size) and 48x24 leave a 1-pixel-tall 1/32 feature: it is padded by
     replication (reflection needs 2 pixels); the output keeps the input size."""
     torch.manual_seed(0)
-    net = DepthNet(18, dca=dca).eval()
+    net = DepthNet("resnet18", dca=dca).eval()
     for h, w in ((32, 96), (24, 48)):
         with torch.no_grad():
             out = net(torch.rand(2, 3, h, w))

@@ -27,7 +27,8 @@ class DepthNet(nn.Module):
                  dca: bool = False, dca_dropout: float = 0.1):
         super().__init__()
         self.encoder, self.layout = create_encoder(encoder, 3, weights, key="model.encoder")
-        self.decoder = DepthDecoder(list(self.layout.channels), tuple(scales), dca=dca, dca_dropout=dca_dropout)
+        self.decoder = DepthDecoder(list(self.layout.channels), tuple(scales), dca=dca,
+                                    dca_dropout=dca_dropout)
 
     @property
     def scales(self) -> tuple[int, ...]:

@@ -50,7 +50,8 @@ from torch import Tensor
 
 from depth.imagenet import MissingWeightsError
 
-__all__ = ["EncoderLayout", "ARCH_OPTIONS", "create_encoder", "encode", "encoder_layout", "check_encoder_name"]
+__all__ = ["EncoderLayout", "ARCH_OPTIONS", "create_encoder", "encode", "encoder_layout",
+           "check_encoder_name"]
 
 MEAN, STD = 0.45, 0.225
 # architecture-family prefix -> create_model options (see the module doc)
@@ -102,12 +103,14 @@ def _layout_of(net: nn.Module, name: str, key: str) -> tuple[tuple[int, ...], tu
     return channels, reductions
 
 
-def encoder_layout(name: str, in_chans: int = 3, key: str = "model.encoder") -> tuple[tuple[int, ...], tuple[int, ...]]:
+def encoder_layout(name: str, in_chans: int = 3,
+                   key: str = "model.encoder") -> tuple[tuple[int, ...], tuple[int, ...]]:
     """``(channels, reductions)`` of encoder ``name`` without building its weights (meta device);
     ``ValueError`` naming ``key`` for an unknown name or an unusable feature layout."""
     check_encoder_name(name, key)
     with torch.device("meta"):
-        net = timm.create_model(name, features_only=True, in_chans=in_chans, pretrained=False, **_options(name))
+        net = timm.create_model(name, features_only=True, in_chans=in_chans, pretrained=False,
+                                **_options(name))
     return _layout_of(net, name, key)
 
 
@@ -119,7 +122,8 @@ def _runs_at_any_size(net: nn.Module, in_chans: int, reductions: tuple[int, ...]
     try:
         with torch.no_grad():
             feats = net(torch.zeros(1, in_chans, h, w))
-        return all(tuple(f.shape[-2:]) == (math.ceil(h / r), math.ceil(w / r)) for f, r in zip(feats, reductions))
+        return all(tuple(f.shape[-2:]) == (math.ceil(h / r), math.ceil(w / r))
+                   for f, r in zip(feats, reductions))
     except RuntimeError:
         return False
     finally:
@@ -173,8 +177,9 @@ def create_encoder(name: str, in_chans: int = 3, weights: Path | str | None = No
     overlay = {"file": str(weights)} if weights is not None else None
     try:
         with _quiet_timm_loader():
-            net = timm.create_model(name, features_only=True, in_chans=in_chans, pretrained=weights is not None,
-                                    pretrained_cfg_overlay=overlay, **_options(name))
+            net = timm.create_model(name, features_only=True, in_chans=in_chans,
+                                    pretrained=weights is not None, pretrained_cfg_overlay=overlay,
+                                    **_options(name))
     except RuntimeError as e:  # a weights file whose tensors have other shapes (the name is checked)
         if weights is None:
             raise
