@@ -79,15 +79,9 @@ def main(argv=None) -> int:
     except (FileNotFoundError, RuntimeError) as e:
         print(f"resume error: {e}", file=sys.stderr)
         return 2
-    try:  # encoder names and ImageNet weights, before any data is read (a resumed run has its weights)
-        check_encoders(cfg)
-        if ckpt is None:
-            imagenet_weights(cfg)
-    except ValueError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
-    except (MissingWeightsError, FileNotFoundError) as e:
-        print(f"model error: {e}", file=sys.stderr)
+    problem = model_problem(cfg, resumed=ckpt is not None)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
 
     rank, world, _ = init_distributed(cfg.train.device)
@@ -101,6 +95,20 @@ def main(argv=None) -> int:
         if world > 1:
             if dist.is_initialized():
                 dist.destroy_process_group()
+
+
+def model_problem(cfg: Config, resumed: bool) -> str | None:
+    """The line to print when the encoder names are unusable or the ImageNet weights asked for are
+    missing (checked before any data is read; a resumed run takes its weights from the checkpoint)."""
+    try:
+        check_encoders(cfg)
+        if not resumed:
+            imagenet_weights(cfg)
+    except ValueError as e:
+        return f"config error: {e}"
+    except (MissingWeightsError, FileNotFoundError) as e:
+        return f"model error: {e}"
+    return None
 
 
 def skipped_errors(cfg: Config) -> tuple[type[BaseException], ...]:

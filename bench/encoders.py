@@ -39,9 +39,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from bench.infer_speed import export_and_time  # noqa: E402
 from depth.batch import FrameBatch  # noqa: E402
 from depth.config import load_config  # noqa: E402
-from depth.export import DepthExportModel, export_onnx, onnx_session, verify_onnx  # noqa: E402
+from depth.export import DepthExportModel  # noqa: E402
 from depth.networks import DepthNet  # noqa: E402
 from depth.trainer import Trainer  # noqa: E402
 
@@ -63,29 +64,8 @@ def gmacs(net: torch.nn.Module, height: int, width: int) -> float:
 
 def latency(name: str, net: DepthNet, height: int, width: int, runs: int, warmup: int, threads: int,
             workdir: Path) -> dict:
-    model = DepthExportModel(net).eval()
     path = workdir / f"{name}_{width}x{height}.onnx"
-    t0 = time.perf_counter()
-    export_onnx(model, path, height, width)
-    export_s = time.perf_counter() - t0
-    sess = onnx_session(path, "cpu", threads=threads)
-    x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
-    diff = verify_onnx(sess, model, {"x": x})["x"]
-    feed = {sess.get_inputs()[0].name: x.numpy()}
-    eager, ort = [], []
-    with torch.inference_mode():
-        for i in range(warmup + runs):
-            t = time.perf_counter()
-            model(x)
-            e = time.perf_counter() - t
-            t = time.perf_counter()
-            sess.run(None, feed)
-            o = time.perf_counter() - t
-            if i >= warmup:
-                eager.append(e * 1e3)
-                ort.append(o * 1e3)
-    return {"eager_ms": statistics.median(eager), "ort_ms": statistics.median(ort), "max_abs_diff": diff,
-            "export_s": export_s}
+    return export_and_time(DepthExportModel(net).eval(), path, height, width, runs, warmup, threads)
 
 
 def _batch(b: int, h: int, w: int) -> FrameBatch:
