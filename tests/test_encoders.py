@@ -192,6 +192,17 @@ def test_encoder_exports_to_onnx_with_onnxruntime_parity(name, tmp_path):
     assert diffs["random"] < 1e-4
 
 
+def test_padded_encoder_exports_at_a_size_not_divisible_by_32(tmp_path):
+    """The replicate padding and the crops are part of the graph (ONNX Pad 'edge' + Slice)."""
+    torch.manual_seed(0)
+    h, w = 50, 70
+    model = DepthExportModel(_calibrated(DepthNet("convnext_tiny")))
+    assert model.net.layout.pad_to == 32
+    export_onnx(model, tmp_path / "convnext.onnx", h, w)
+    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(4))
+    assert verify_onnx(onnx_session(tmp_path / "convnext.onnx"), model, {"x": x})["x"] < 1e-4
+
+
 @pytest.mark.parametrize("name", ENCODERS)
 def test_pose_net_with_encoder(name):
     torch.manual_seed(0)
