@@ -8,7 +8,8 @@ Without --config the KITTI baseline (configs/baseline_kitti_640x192.yaml) is tra
 Every config key can be overridden on the command line with its dotted name (train.max_steps=100).
 Under torchrun, train.batch_size is the global batch (split evenly over the processes); the gloo
 backend is used on CPU and NCCL on CUDA (one GPU per process, LOCAL_RANK). Exit codes: 0 done,
-2 bad config or data, 3 non-finite loss (the last good checkpoint is kept).
+2 bad config or data, or ImageNet weights asked for (model.pretrained=true) and not found -- checked
+before any data is read, 3 non-finite loss (the last good checkpoint is kept).
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from data.frames import BadSampleError
 from depth.batch import BadBatchError
 from depth.checkpoint import load_checkpoint
 from depth.config import Config, ConfigError, load_config
+from depth.imagenet import MissingWeightsError
+from depth.model import check_encoders, imagenet_weights
 from depth.trainer import NonFiniteLossError, Trainer, ValidationData
 
 ROOT = Path(__file__).resolve().parent
@@ -79,6 +82,10 @@ def main(argv=None) -> int:
     if ckpt is None and cfg.model.init_from and not Path(cfg.model.init_from).exists():
         print(f"config error: model.init_from: no such file or folder {cfg.model.init_from}", file=sys.stderr)
         return 2
+    problem = model_problem(cfg, resumed=ckpt is not None)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
 
     rank, world, _ = init_distributed(cfg.train.device)
     if cfg.train.batch_size % world:
@@ -91,6 +98,20 @@ def main(argv=None) -> int:
         if world > 1:
             if dist.is_initialized():
                 dist.destroy_process_group()
+
+
+def model_problem(cfg: Config, resumed: bool) -> str | None:
+    """The line to print when the encoder names are unusable or the ImageNet weights asked for are
+    missing (checked before any data is read; a resumed run takes its weights from the checkpoint)."""
+    try:
+        check_encoders(cfg)
+        if not resumed and not cfg.model.init_from:  # fine-tuning replaces the ImageNet weights
+            imagenet_weights(cfg)
+    except ValueError as e:
+        return f"config error: {e}"
+    except (MissingWeightsError, FileNotFoundError) as e:
+        return f"model error: {e}"
+    return None
 
 
 def skipped_errors(cfg: Config) -> tuple[type[BaseException], ...]:
@@ -117,7 +138,8 @@ def _train(cfg: Config, ckpt: dict | None, rank: int, world: int) -> int:
 
     val = ValidationData(val_images, val_gt) if val_images is not None else None
     try:
-        trainer = Trainer(cfg, train_set, val, skip_errors=skipped_errors(cfg), init_weights=ckpt is None)
+        trainer = Trainer(cfg, train_set, val, skip_errors=skipped_errors(cfg), init_weights=ckpt is None,
+                          pretrained=ckpt is None)
     except (FileNotFoundError, ValueError, RuntimeError) as e:  # model.init_from, batch size vs. data
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -127,7 +149,8 @@ def _train(cfg: Config, ckpt: dict | None, rank: int, world: int) -> int:
         amp = str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype is not None else "off"
         print(f"training {len(train_set)} samples, {trainer.total_steps()} steps, global batch "
               f"{cfg.train.batch_size} = {world} process(es) x {trainer.batch_per_rank}, "
-              f"{cfg.data.width}x{cfg.data.height}, recipe={cfg.loss.recipe}, dca={cfg.model.dca}, "
+              f"{cfg.data.width}x{cfg.data.height}, encoder={cfg.model.encoder}, "
+              f"recipe={cfg.loss.recipe}, dca={cfg.model.dca}, "
               f"zoom_prob={cfg.augment.zoom_prob}, device={trainer.device}, amp={amp}, "
               f"channels_last={trainer.channels_last}; run dir {cfg.output.dir}"
               + (f"; resumed at step {trainer.step_count} (epoch {trainer.epoch}, batch "

@@ -48,19 +48,11 @@ def _model(kind: str, checkpoint: str | None):
     return build_networks(cfg).depth_net.eval(), cfg
 
 
-def bench_one(kind: str, checkpoint: str | None, height: int, width: int, runs: int, warmup: int,
-              threads: int, workdir: Path) -> dict:
-    net, cfg = _model(kind, checkpoint)
-    model = DepthExportModel(net, "disparity", cfg.model.min_depth, cfg.model.max_depth).eval()
-    path = workdir / f"{kind}.onnx"
-    t0 = time.perf_counter()
-    export_onnx(model, path, height, width)
-    export_s = time.perf_counter() - t0
-    sess = onnx_session(path, "cpu", threads=threads)
-    x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
-    diff = verify_onnx(sess, model, {"x": x})["x"]
-    xn = x.numpy()
-    name = sess.get_inputs()[0].name
+def interleaved_ms(model, sess, x: torch.Tensor, runs: int,
+                   warmup: int) -> tuple[list[float], list[float]]:
+    """Milliseconds of ``runs`` eager (``inference_mode``) and onnxruntime runs on ``x``, interleaved
+    (eager, onnxruntime, eager, ...) after ``warmup`` untimed pairs."""
+    feed = {sess.get_inputs()[0].name: x.numpy()}
     eager, ort_ms = [], []
     with torch.inference_mode():
         for i in range(warmup + runs):
@@ -68,15 +60,37 @@ def bench_one(kind: str, checkpoint: str | None, height: int, width: int, runs: 
             model(x)
             e = time.perf_counter() - t
             t = time.perf_counter()
-            sess.run(None, {name: xn})
+            sess.run(None, feed)
             o = time.perf_counter() - t
             if i >= warmup:
                 eager.append(e * 1e3)
                 ort_ms.append(o * 1e3)
+    return eager, ort_ms
+
+
+def export_and_time(model: DepthExportModel, path: Path, height: int, width: int, runs: int,
+                    warmup: int, threads: int) -> dict:
+    """Export ``model`` to ``path``, check it on one random input and time both engines on it
+    (medians and minima of :func:`interleaved_ms`, the export time, the file size)."""
+    t0 = time.perf_counter()
+    export_onnx(model, path, height, width)
+    export_s = time.perf_counter() - t0
+    sess = onnx_session(path, "cpu", threads=threads)
+    x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(0))
+    diff = verify_onnx(sess, model, {"x": x})["x"]
+    eager, ort_ms = interleaved_ms(model, sess, x, runs, warmup)
     e_med, o_med = statistics.median(eager), statistics.median(ort_ms)
-    return {"model": kind, "eager_ms": e_med, "ort_ms": o_med, "ratio": o_med / e_med,
+    return {"eager_ms": e_med, "ort_ms": o_med, "ratio": o_med / e_med,
             "eager_min_ms": min(eager), "ort_min_ms": min(ort_ms), "max_abs_diff": diff,
             "export_s": export_s, "onnx_mib": path.stat().st_size / 2 ** 20}
+
+
+def bench_one(kind: str, checkpoint: str | None, height: int, width: int, runs: int, warmup: int,
+              threads: int, workdir: Path) -> dict:
+    net, cfg = _model(kind, checkpoint)
+    model = DepthExportModel(net, "disparity", cfg.model.min_depth, cfg.model.max_depth).eval()
+    timed = export_and_time(model, workdir / f"{kind}.onnx", height, width, runs, warmup, threads)
+    return {"model": kind, **timed}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,9 +66,20 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    num_layers: int = 18  # ResNet depth of the depth and pose encoders (18, 34, 50)
-    pretrained: bool = False  # ImageNet weights when available (hub cache or weights_path), else scratch
-    weights_path: str = ""  # optional local ImageNet state dict
+    # depth encoder: a timm model name (features_only), optionally with a pretrained tag (name.tag):
+    # resnet18 (Monodepth2), resnet50, hrnet_w18 (the paper's), efficientnet_b0, convnext_tiny, ...
+    encoder: str = "resnet18"
+    pose_encoder: str = "resnet18"  # the pose net's encoder (timm name), fed two stacked frames
+    # [H, W] at which the pose net sees the frames (resized inside it); [] = the data size
+    pose_size: list[int] = field(default_factory=list)
+    # ImageNet weights for both encoders from model.weights_path or the torch / Hugging Face hub caches
+    # (depth/imagenet.py); true and not found = the run stops before any work. false = train from scratch.
+    pretrained: bool = True
+    # optional local ImageNet state dict of model.encoder (also of a pose_encoder of the same architecture)
+    weights_path: str = ""
+    # legacy (configs and checkpoints written before model.encoder): 18 | 34 | 50 sets model.encoder and
+    # model.pose_encoder to resnet{N} when the config is loaded, then reads 0; 0 = not used
+    num_layers: int = 0
     scales: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
     dca: bool = False  # dynamic cross-attention decoder (single full-resolution output)
     pose_rotation_scale: float = 0.01  # the pose decoder's axis-angle output is multiplied by this (Monodepth2 0.01)
@@ -242,8 +253,29 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     config: Config = OmegaConf.to_object(cfg)
     if config.train.amp in ("False", "false"):  # `amp: off` in a YAML file reads as a boolean
         config.train.amp = "off"
+    apply_legacy_num_layers(config)
     validate(config)
     return config
+
+
+def apply_legacy_num_layers(cfg: Config) -> Config:
+    """Translate the legacy ``model.num_layers`` (18 | 34 | 50) of configs and checkpoints written before
+    ``model.encoder`` existed into ``model.encoder = model.pose_encoder = resnet{N}`` (what those runs
+    built), and reset it to 0. A ``model.encoder`` / ``model.pose_encoder`` set to something else
+    beside it is a :class:`ConfigError`. Modifies and returns ``cfg``."""
+    m = cfg.model
+    if m.num_layers == 0:
+        return cfg
+    _check(m.num_layers in (18, 34, 50), "model.num_layers",
+           f"legacy ResNet depth 18 | 34 | 50 (or 0; prefer model.encoder=resnet{{N}}), got {m.num_layers}")
+    legacy, default = f"resnet{m.num_layers}", ModelConfig().encoder
+    for key in ("encoder", "pose_encoder"):
+        _check(getattr(m, key) in (default, legacy), f"model.{key}",
+               f"{getattr(m, key)!r} contradicts the legacy model.num_layers={m.num_layers}; "
+               "drop model.num_layers")
+    m.encoder = m.pose_encoder = legacy
+    m.num_layers = 0
+    return cfg
 
 
 def to_dict(cfg: Config) -> dict:
@@ -265,7 +297,7 @@ def from_dict(d: dict) -> Config:
                 out[k] = v
         return out
 
-    return OmegaConf.to_object(OmegaConf.merge(cfg, prune(d)))
+    return apply_legacy_num_layers(OmegaConf.to_object(OmegaConf.merge(cfg, prune(d))))
 
 
 def _check(cond: bool, key: str, msg: str) -> None:
@@ -299,7 +331,13 @@ def validate(cfg: Config) -> None:
            f"0 (default init) or between model.min_depth and model.max_depth, got {m.init_depth}")
     _check(m.pose_translation_scale > 0 and m.pose_rotation_scale > 0, "model.pose_*_scale",
            f"must be > 0, got {m.pose_rotation_scale}, {m.pose_translation_scale}")
-    _check(m.num_layers in (18, 34, 50), "model.num_layers", f"18 | 34 | 50, got {m.num_layers}")
+    _check(m.num_layers in (0, 18, 34, 50), "model.num_layers",
+           f"0 | 18 | 34 | 50 (legacy), got {m.num_layers}")
+    for key in ("encoder", "pose_encoder"):  # checked against timm by depth.model.check_encoders
+        v = getattr(m, key)
+        _check(bool(v) and v == v.strip() and " " not in v, f"model.{key}", f"a timm model name, got {v!r}")
+    _check(len(m.pose_size) == 0 or (len(m.pose_size) == 2 and min(m.pose_size) >= 32), "model.pose_size",
+           f"[H, W] with H, W >= 32, or [] (the data size), got {m.pose_size}")
     _check(len(m.scales) > 0 and all(0 <= s <= 3 for s in m.scales), "model.scales", f"subset of 0..3, got {m.scales}")
     _check(l.recipe in ("baseline", "dabnet"), "loss.recipe", f"baseline | dabnet, got {l.recipe!r}")
     _check(0 <= l.ssim_weight <= 1, "loss.ssim_weight", f"must be in [0, 1], got {l.ssim_weight}")

@@ -31,7 +31,7 @@ FORMATS = ("checkpoint", "monodepth2")
 def _describe(cfg: Config, has_pose: bool) -> str:
     d, m = cfg.data, cfg.model
     kind = "stereo" if d.stereo and d.frame_ids == [0] else "mono+stereo" if d.stereo else "mono"
-    return (f"ResNet-{m.num_layers}, {d.width}x{d.height}, {kind}, {'DCA' if m.dca else 'baseline'} decoder, "
+    return (f"{m.encoder}, {d.width}x{d.height}, {kind}, {'DCA' if m.dca else 'baseline'} decoder, "
             f"{'depth + pose' if has_pose else 'depth only'}")
 
 

@@ -51,7 +51,7 @@ def init_networks(nets: Networks, path: str | Path) -> str:
     if enc_missing or enc_extra:
         raise ValueError(f"model.init_from: {path} has another depth encoder: missing here "
                          f"{enc_missing[:4] or 'none'}, not in this model {enc_extra[:4] or 'none'} "
-                         f"(check model.num_layers)")
+                         f"(check model.encoder)")
     with torch.no_grad():
         for k, v in theirs.items():
             if k in ours:

@@ -1,8 +1,8 @@
 """The model seam: build the networks from a config, load a checkpoint, run the depth network on images.
 
 * :func:`build_networks` is the only place the depth and pose networks are constructed; ImageNet
-  weights (``model.pretrained``) are loaded by the encoders themselves
-  (:func:`depth.networks.encoder.load_imagenet_weights`), nowhere else.
+  weights (``model.pretrained``) are found by :func:`imagenet_weights` (:mod:`depth.imagenet`) and
+  loaded by the encoders themselves (:func:`depth.networks.encoder.create_encoder`), nowhere else.
 * :func:`load_model` turns any checkpoint into ``(Networks, Config)``: this project's checkpoints
   and Monodepth2 model folders (:mod:`depth.monodepth2`), recognised by their content.
 * :func:`predict_disparities` is the one way from full-resolution images to disparities, used by
@@ -33,12 +33,15 @@ from data.frames import frames_to_tensor, resize_image
 from depth.checkpoint import load_checkpoint
 from depth.config import Config, from_dict
 from depth.geometry import depth_to_sigmoid, disp_to_depth
+from depth.imagenet import MissingWeightsError, find_imagenet_weights, fill_command
 from depth.metrics import resize_linear
 from depth.monodepth2 import from_monodepth2, monodepth2_folder
 from depth.networks import DepthNet, PoseNet
+from depth.networks.encoder import encoder_layout
 
 __all__ = [
-    "Networks", "build_networks", "load_model", "networks_from_checkpoint",
+    "Networks", "build_networks", "imagenet_weights", "check_encoders",
+    "load_model", "networks_from_checkpoint",
     "network_input", "predict_disparities", "batch_post_process_disparity", "centre_window",
     "zoom_post_process", "batched", "ZOOM_PP_FACTORS",
 ]
@@ -59,9 +62,10 @@ class Networks(nn.Module):
     ``forward(color_aug, depth_in, frame_ids)`` -> ``(disparities, pose_vectors)``: the depth net's
     sigmoids on ``depth_in`` (every trained scale, finest first) and one ``(axisangle,
     translation)`` per source frame, the pose net taking the jittered, never zoomed frames
-    ``color_aug`` ``(B, F, 3, H, W)`` in temporal order. Checkpoints store ``depth_net`` and
-    ``pose_net`` as two state dicts. ``pose_net`` is None for a loaded model that has none (a
-    Monodepth2 folder without pose files); built networks always have one.
+    ``color_aug`` ``(B, F, 3, H, W)`` in temporal order (resized to ``model.pose_size`` inside
+    :class:`depth.networks.PoseNet`). Checkpoints store ``depth_net`` and ``pose_net`` as two state
+    dicts. ``pose_net`` is None for a loaded model that has none (a Monodepth2 folder without pose
+    files); built networks always have one.
     """
 
     def __init__(self, depth_net: DepthNet, pose_net: PoseNet | None):
@@ -78,22 +82,65 @@ class Networks(nn.Module):
         return self.depth_net.forward_scales(depth_in), poses
 
 
+ENCODER_KEYS = ("encoder", "pose_encoder")
+
+
+def check_encoders(cfg: Config) -> None:
+    """``ValueError`` naming the key when ``model.encoder`` or ``model.pose_encoder`` is not a timm
+    model whose features the decoders can use (checked without building any weights)."""
+    m = cfg.model
+    encoder_layout(m.encoder, 3, "model.encoder")
+    encoder_layout(m.pose_encoder, 6, "model.pose_encoder")
+
+
+def imagenet_weights(cfg: Config) -> dict[str, Path]:
+    """The ImageNet weights files of both encoders (keys ``encoder``, ``pose_encoder``) when
+    ``model.pretrained`` is true, else ``{}``; found as :mod:`depth.imagenet` says, the pose encoder
+    sharing ``model.weights_path`` when it is the depth encoder's architecture.
+
+    Raises :class:`depth.imagenet.MissingWeightsError` (one line: the places searched and the command
+    that fills the cache) when any is missing, ``FileNotFoundError`` for a ``model.weights_path``
+    that is not a file, ``ValueError`` for an unknown model name."""
+    m = cfg.model
+    if not m.pretrained:
+        return {}
+    names = {"encoder": m.encoder, "pose_encoder": m.pose_encoder}
+    same_arch = m.encoder.split(".")[0] == m.pose_encoder.split(".")[0]
+    sources = {}
+    for key, name in names.items():
+        try:
+            path = m.weights_path if key == "encoder" or same_arch else ""
+            sources[key] = find_imagenet_weights(name, path)
+        except ValueError as e:
+            raise ValueError(f"model.{key}: {e}") from None
+    missing = {k: s for k, s in sources.items() if s.path is None}
+    if missing:
+        where = "; ".join(f"model.{k}={names[k]} ({s.name}): searched {', '.join(s.searched)}"
+                          for k, s in missing.items())
+        fill = fill_command(sorted({s.name for s in missing.values()}))
+        raise MissingWeightsError(
+            f"ImageNet weights not found (model.pretrained=true) -- {where}. On a machine with internet run "
+            f"`{fill}` and copy its cache here (or set model.weights_path), or train from scratch with "
+            f"model.pretrained=false")
+    return {k: s.path for k, s in sources.items()}
+
+
 def build_networks(cfg: Config, pretrained: bool = False) -> Networks:
     """Both networks of ``cfg.model`` (randomly initialised, depth net first, then pose net).
 
     With ``pretrained`` and ``model.pretrained``, both encoders start from ImageNet weights
-    (``model.weights_path`` or torch's hub cache; a warning and random weights when neither has
-    them). Loading a checkpoint builds with ``pretrained=False``: its weights replace them anyway.
+    (:func:`imagenet_weights`: ``model.weights_path`` or the torch / Hugging Face hub caches; a
+    :class:`depth.imagenet.MissingWeightsError` when they are missing, never a silent scratch run).
+    Loading a checkpoint builds with ``pretrained=False``: its weights replace them anyway.
     """
     m = cfg.model
-    imagenet = bool(pretrained and m.pretrained)
-    weights = m.weights_path or None
-    depth_net = DepthNet(m.num_layers, pretrained=imagenet, scales=tuple(m.scales), dca=m.dca,
-                         weights_path=weights)
+    weights = imagenet_weights(cfg) if pretrained else {}
+    depth_net = DepthNet(m.encoder, weights.get("encoder"), scales=tuple(m.scales), dca=m.dca)
     if m.init_depth > 0:
         depth_net.decoder.init_disparity(depth_to_sigmoid(m.init_depth, m.min_depth, m.max_depth))
-    pose_net = PoseNet(m.num_layers, pretrained=imagenet, weights_path=weights,
-                       rotation_scale=m.pose_rotation_scale, translation_scale=m.pose_translation_scale)
+    pose_net = PoseNet(m.pose_encoder, weights.get("pose_encoder"), rotation_scale=m.pose_rotation_scale,
+                       translation_scale=m.pose_translation_scale,
+                       input_size=tuple(m.pose_size) if m.pose_size else None)
     return Networks(depth_net, pose_net)
 
 

@@ -36,7 +36,7 @@ Monodepth2's pair mode (inverted for source frames before the target).
 **Config** of a Monodepth2 model (:func:`monodepth2_config`): ``data.height/width`` from
 ``encoder.pth``, ``data.intrinsics=monodepth2`` (Monodepth2's fixed normalised K),
 ``data.stereo=use_stereo`` with Monodepth2's baseline convention (``data.stereo_baseline=0.1`` for
-KITTI's 0.54 m rig: the stereo evaluation factor is 5.4), ``model.num_layers`` from the ResNet's
+KITTI's 0.54 m rig: the stereo evaluation factor is 5.4), ``model.encoder`` = ``resnet{N}`` from the ResNet's
 blocks (18, 34 or 50), ``model.scales`` from the heads present, min/max depth 0.1/100, pose scales
 0.01, ``data.frame_ids`` ``[0, -1, 1]`` (``[0]`` for a stereo model without a pose network).
 
@@ -118,7 +118,7 @@ def _shapes(module: torch.nn.Module) -> "OrderedDict[str, tuple[int, ...]]":
 def _templates(num_layers: int, scales: list[int]) -> tuple[dict, dict]:
     """Key -> shape of this project's depth and pose nets (built on the meta device: no memory)."""
     with torch.device("meta"):
-        return _shapes(DepthNet(num_layers, scales=tuple(scales))), _shapes(PoseNet(num_layers))
+        return _shapes(DepthNet(f"resnet{num_layers}", scales=tuple(scales))), _shapes(PoseNet(f"resnet{num_layers}"))
 
 
 def _resnet_layers(state: dict, file: str) -> int:
@@ -235,7 +235,8 @@ def monodepth2_config(height: int, width: int, use_stereo: bool, num_layers: int
     d.stereo = bool(use_stereo)
     d.stereo_baseline, d.stereo_baseline_metric = STEREO_BASELINE, STEREO_BASELINE_METRIC
     d.frame_ids = [0] if (use_stereo and not has_pose) else [0, -1, 1]
-    m.num_layers, m.scales, m.dca, m.pretrained = int(num_layers), sorted(scales), False, False
+    m.encoder = m.pose_encoder = f"resnet{int(num_layers)}"
+    m.scales, m.dca, m.pretrained = sorted(scales), False, False
     m.min_depth, m.max_depth = MIN_DEPTH, MAX_DEPTH
     m.pose_rotation_scale = m.pose_translation_scale = POSE_SCALE
     validate(cfg)
@@ -308,7 +309,7 @@ def from_monodepth2(folder: str | Path, map_location: str | torch.device = "cpu"
         pose_layers = _resnet_layers(penc, str(penc_path))
         if pose_layers != num_layers:
             raise Monodepth2FormatError(f"{penc_path}: a ResNet-{pose_layers} pose encoder with a ResNet-{num_layers} "
-                                        f"depth encoder; this project uses one model.num_layers for both")
+                                        f"depth encoder; load it with a matching depth encoder")
         penc_tensors = {k: v for k, v in penc.items() if k not in ENCODER_META}
         penc_expected = OrderedDict((k, s) for k, s in pose_shapes.items() if k.startswith("encoder."))
         poptional = {k for k in penc_expected if k.endswith("num_batches_tracked")} | set(fc)

@@ -130,11 +130,15 @@ class Trainer:
     ``data.on_bad_sample=skip``. ``init_weights``: apply ``model.init_from`` right after the
     networks are built (:func:`depth.finetune.init_networks`; its summary is ``self.init_summary``);
     ``train.py`` passes False when resuming, whose checkpoint replaces the weights anyway.
+    ``pretrained``: start the encoders from ImageNet weights when ``model.pretrained`` says so
+    (False when a checkpoint's weights replace them: resuming; skipped when ``model.init_from``
+    replaces them).
     """
 
     def __init__(self, cfg: Config, train_set: Dataset, val: ValidationData | None = None,
                  device: str | None = None, rank: int | None = None, world_size: int | None = None,
-                 skip_errors: tuple[type[BaseException], ...] = (), init_weights: bool = True):
+                 skip_errors: tuple[type[BaseException], ...] = (), init_weights: bool = True,
+                 pretrained: bool = True):
         self.cfg = cfg
         self.skip_errors = tuple(skip_errors)
         dist = _distributed()
@@ -165,10 +169,9 @@ class Trainer:
         self.amp_dtype = resolve_amp(t.amp, self.device)
         self.channels_last = bool(t.channels_last) and self.device.type == "cuda"
         self.train_set, self.val = train_set, val
-        nets = build_networks(cfg, pretrained=True).to(self.device)
-        self.init_summary = ""
-        if init_weights and cfg.model.init_from:
-            self.init_summary = init_networks(nets, cfg.model.init_from)
+        fine_tune = bool(init_weights and cfg.model.init_from)
+        nets = build_networks(cfg, pretrained=pretrained and not fine_tune).to(self.device)
+        self.init_summary = init_networks(nets, cfg.model.init_from) if fine_tune else ""
         self.depth_net, self.pose_net = nets.depth_net, nets.pose_net
         if world_size > 1 and t.sync_bn:
             if self.device.type != "cuda":

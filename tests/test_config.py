@@ -162,6 +162,7 @@ def test_override_without_equals_raises():
     ("data.frame_ids=[-1,0,1]", "data.frame_ids"),
     ("data.intrinsics=pinhole", "data.intrinsics"),
     ("model.num_layers=20", "model.num_layers"),
+    ("model.pose_size=[16,64]", "model.pose_size"),
     ("loss.ssim_weight=1.5", "loss.ssim_weight"),
     ("train.keep_checkpoints=0", "train.keep_checkpoints"),
 ])
@@ -203,7 +204,7 @@ def test_smallest_valid_size_is_usable_by_the_depth_net():
     except ConfigError as e:
         assert "data.height" in str(e)
         return
-    net = DepthNet(cfg.model.num_layers, scales=tuple(cfg.model.scales)).eval()
+    net = DepthNet(cfg.model.encoder, scales=tuple(cfg.model.scales)).eval()
     with torch.no_grad():
         out = net(torch.rand(1, 3, cfg.data.height, cfg.data.width))
     assert out.shape == (1, 1, cfg.data.height, cfg.data.width)

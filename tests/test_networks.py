@@ -11,7 +11,7 @@ import torchvision
 
 from depth.networks import DepthNet, PoseNet
 from depth.networks.decoder import DepthDecoder
-from depth.networks.encoder import ResnetEncoder
+from depth.networks.encoder import encode
 from depth.networks.layers import Conv3x3, ConvBlock, upsample_to
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -28,13 +28,13 @@ def _n_params(m: torch.nn.Module) -> int:
 @pytest.fixture(scope="module")
 def depth_net() -> DepthNet:
     torch.manual_seed(0)
-    return DepthNet(18, pretrained=False).eval()
+    return DepthNet("resnet18").eval()
 
 
 @pytest.fixture(scope="module")
 def pose_net() -> PoseNet:
     torch.manual_seed(0)
-    return PoseNet(18, pretrained=False).eval()
+    return PoseNet("resnet18").eval()
 
 
 # ---------------------------------------------------------------- shapes
@@ -64,7 +64,7 @@ def test_depth_net_small_inputs_with_one_pixel_deep_features(dca):
     """96x32 (0.5x the synthetic size) and 48x24 leave a 1-pixel-tall 1/32 feature: it is padded by
     replication (reflection needs 2 pixels); the output keeps the input size."""
     torch.manual_seed(0)
-    net = DepthNet(18, dca=dca).eval()
+    net = DepthNet("resnet18", dca=dca).eval()
     for h, w in ((32, 96), (24, 48)):
         with torch.no_grad():
             out = net(torch.rand(2, 3, h, w))
@@ -123,7 +123,7 @@ def test_pose_output_scaled_by_0_01_and_order_matters(pose_net):
     a, b = torch.rand(1, 3, 64, 64, generator=g), torch.rand(1, 3, 64, 64, generator=g)
     with torch.no_grad():
         aa, t = pose_net(a, b)
-        feat = pose_net.encoder(torch.cat([a, b], 1))[-1]
+        feat = pose_net.encoder((torch.cat([a, b], 1) - 0.45) / 0.225)[-1]
         c = pose_net.decoder.convs
         x = F.relu(c["squeeze"](feat))
         x = F.relu(c["pose_0"](x))
@@ -167,15 +167,15 @@ def test_pose_net_parameter_count(pose_net):
     assert _n_params(pose_net) == encoder + decoder
 
 
-def test_encoder_features_and_normalisation():
-    enc = ResnetEncoder(18).eval()
+def test_encoder_features_and_normalisation(depth_net):
+    enc = depth_net.encoder
     x = torch.rand(1, 3, 64, 96)
     with torch.no_grad():
-        feats = enc(x)
-        f0 = enc.relu(enc.bn1(enc.conv1((x - 0.45) / 0.225)))
+        feats = encode(enc, depth_net.layout, x)
+        f0 = enc.act1(enc.bn1(enc.conv1((x - 0.45) / 0.225)))
     expected = [(64, 32, 48), (64, 16, 24), (128, 8, 12), (256, 4, 6), (512, 2, 3)]
     assert [tuple(f.shape[1:]) for f in feats] == expected
-    assert enc.num_ch_enc == [64, 64, 128, 256, 512]
+    assert depth_net.layout.channels == (64, 64, 128, 256, 512)
     torch.testing.assert_close(feats[0], f0)
 
 
@@ -184,7 +184,7 @@ def test_pose_encoder_conv1_from_imagenet_repeated_and_halved(tmp_path):
     state = resnet.state_dict()
     path = tmp_path / "r18.pth"
     torch.save(state, path)
-    enc = ResnetEncoder(18, pretrained=True, num_input_images=2, weights_path=str(path))
+    enc = PoseNet("resnet18", weights=path).encoder
     w = enc.conv1.weight.detach()
     assert w.shape == (64, 6, 7, 7)
     torch.testing.assert_close(w[:, :3], state["conv1.weight"] / 2)
@@ -209,7 +209,7 @@ def test_layers_reflection_padding_and_nearest_upsampling():
 
 def test_gradients_reach_every_depth_parameter():
     torch.manual_seed(0)
-    net = DepthNet(18).train()
+    net = DepthNet("resnet18").train()
     outs = net.forward_scales(torch.rand(2, 3, 64, 64))
     sum(o.sum() for o in outs).backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()
@@ -219,7 +219,7 @@ def test_gradients_reach_every_depth_parameter():
 
 def test_gradients_reach_every_pose_parameter():
     torch.manual_seed(0)
-    net = PoseNet(18).train()
+    net = PoseNet("resnet18").train()
     aa, t = net(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64))
     (aa.sum() + t.sum()).backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
@@ -230,16 +230,16 @@ def test_gradients_reach_every_pose_parameter():
 
 
 def test_network_exceptions(depth_net):
-    with pytest.raises(ValueError, match="num_layers"):
-        DepthNet(20)
+    with pytest.raises(ValueError, match="model.encoder"):
+        DepthNet("resnet20")
     with pytest.raises(ValueError, match="scales"):
         DepthDecoder([64, 64, 128, 256, 512], scales=(0, 4))
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         depth_net(torch.rand(1, 1, 64, 64))
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         depth_net(torch.rand(3, 64, 64))
-    with pytest.raises(FileNotFoundError, match="weights_path"):
-        ResnetEncoder(18, pretrained=True, weights_path="/nonexistent/r18.pth")
+    with pytest.raises(ValueError, match="num_ch_enc"):
+        DepthDecoder([64, 128, 256])
 
 
 # ---------------------------------------------------------------- DCA decoder
@@ -248,7 +248,7 @@ def test_network_exceptions(depth_net):
 @pytest.mark.skipif(not HAS_DCA, reason="depth/networks/cross_attention.py is not present")
 def test_depth_net_dca_single_full_resolution_output():
     torch.manual_seed(0)
-    net = DepthNet(18, dca=True).eval()
+    net = DepthNet("resnet18", dca=True).eval()
     with torch.no_grad():
         outs = net.forward_scales(torch.rand(1, 3, 64, 192))
     assert len(outs) == 1 and outs[0].shape == (1, 1, 64, 192)

@@ -4,6 +4,11 @@ Baseline: levels 4..0 (nearest upsampling to the skip's size, 3x3 conv + ELU wit
 padding, skip concatenation, channels 256, 128, 64, 32, 16); sigmoid disparity heads at the
 requested scales (scale s has resolution 1/2^s of the input).
 
+Encoder features: five maps at strides 2, 4, 8, 16, 32 (``num_ch_enc`` of length 5: ResNet,
+EfficientNet, HRNet), or four at strides 4, 8, 16, 32 (length 4: ConvNeXt). Level ``i`` (1..4)
+concatenates the encoder map at stride ``2^i``; without a stride-2 map, level 1 is the 1/4 level
+upsampled to ``ceil(H / 2) x ceil(W / 2)`` with no skip. The deepest map (stride 32) feeds level 4.
+
 DCA (``dca=True``): levels 4..1 give X16, X8, X4, X2 (256, 128, 64, 32 channels at 1/16 .. 1/2);
 :class:`~depth.networks.cross_attention.DynamicCrossAttention` fuses them with per-image branch
 weights from the deepest encoder feature and :class:`~depth.networks.cross_attention.DCAHead`
@@ -30,6 +35,12 @@ class DepthDecoder(nn.Module):
                  dca_dropout: float = 0.1):
         super().__init__()
         self.num_ch_enc = list(num_ch_enc)
+        if len(self.num_ch_enc) not in (4, 5):
+            raise ValueError(f"num_ch_enc must give 5 (strides 2..32) or 4 (strides 4..32) encoder channels, "
+                             f"got {self.num_ch_enc}")
+        # decoder level i (1..4) -> channels of the encoder map at stride 2^i (0: no such map)
+        first = 6 - len(self.num_ch_enc)
+        self.skip_channels = {i: (self.num_ch_enc[i - first] if i >= first else 0) for i in range(1, 5)}
         self.dca_enabled = dca
         self.scales = (0,) if dca else tuple(sorted(scales))
         if any(s not in range(4) for s in self.scales):
@@ -39,7 +50,7 @@ class DepthDecoder(nn.Module):
         for i in range(4, lowest - 1, -1):
             c_in = self.num_ch_enc[-1] if i == 4 else NUM_CH_DEC[i + 1]
             convs[f"upconv_{i}_0"] = ConvBlock(c_in, NUM_CH_DEC[i])
-            c_in = NUM_CH_DEC[i] + (self.num_ch_enc[i - 1] if i > 0 else 0)
+            c_in = NUM_CH_DEC[i] + (self.skip_channels[i] if i > 0 else 0)
             convs[f"upconv_{i}_1"] = ConvBlock(c_in, NUM_CH_DEC[i])
         if not dca:
             for s in self.scales:
@@ -67,22 +78,33 @@ class DepthDecoder(nn.Module):
                 conv.bias.fill_(math.log(sigmoid / (1.0 - sigmoid)))
 
     def forward(self, features: list[Tensor], out_size: tuple[int, int] | None = None) -> list[Tensor]:
-        """Encoder features (1/2 .. 1/32) -> sigmoid disparities, one per scale, finest first.
+        """Encoder features (strides (2,) 4 .. 32, finest first) -> sigmoid disparities, one per scale,
+        finest first.
 
         ``out_size`` is the input image size (H, W); needed for sizes not divisible by 32.
         """
+        if len(features) != len(self.num_ch_enc):
+            raise ValueError(f"expected {len(self.num_ch_enc)} encoder features, got {len(features)}")
+        first = 6 - len(features)  # the decoder level of features[0]
         if out_size is None:
-            out_size = (features[0].shape[-2] * 2, features[0].shape[-1] * 2)
+            f = 2 ** first
+            out_size = (features[0].shape[-2] * f, features[0].shape[-1] * f)
+        skips = {i: features[i - first] for i in range(first, 5)}
         x = features[-1]
         levels: dict[int, Tensor] = {}
         outputs: dict[int, Tensor] = {}
         lowest = 1 if self.dca_enabled else 0
         for i in range(4, lowest - 1, -1):
             x = self.convs[f"upconv_{i}_0"](x)
-            size = features[i - 1].shape[-2:] if i > 0 else out_size
+            if i in skips:
+                size = tuple(skips[i].shape[-2:])
+            elif i > 0:  # no stride-2 encoder map: the 1/2 level is ceil(size / 2)
+                size = (-(-out_size[0] // 2), -(-out_size[1] // 2))
+            else:
+                size = tuple(out_size)
             x = upsample_to(x, tuple(size))
-            if i > 0:
-                x = torch.cat([x, features[i - 1]], 1)
+            if i in skips:
+                x = torch.cat([x, skips[i]], 1)
             x = self.convs[f"upconv_{i}_1"](x)
             levels[i] = x
             if not self.dca_enabled and i in self.scales:

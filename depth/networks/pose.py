@@ -1,11 +1,15 @@
 """Pose network: a separate ResNet encoder on two stacked frames and Monodepth2's pose decoder."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
-from depth.networks.encoder import ResnetEncoder
+from depth.checks import check_shape
+from depth.networks.encoder import create_encoder, encode
 
 __all__ = ["PoseDecoder", "PoseNet"]
 
@@ -41,13 +45,33 @@ class PoseNet(nn.Module):
     into a matrix by :func:`depth.geometry.pose_vector_to_matrix`, is the transform that maps points
     of ``frame_a``'s camera into ``frame_b``'s camera (``T_b_a``); invert it for the reverse.
     Batch-size agnostic.
+
+    ``encoder``: a timm model name taking the two frames stacked (6 channels; ImageNet ``weights``
+    have their input convolution repeated and halved). ``input_size`` ``(h, w)``: the size at which
+    the net sees the frames; frames of another size are resized inside ``forward`` (bilinear,
+    ``align_corners=False``, ``antialias=True`` -- an area-like filter when shrinking, as the data's
+    ``INTER_AREA`` resize). None: the frames' own size. Every caller (training, ``evaluate.py pose``)
+    therefore feeds the pose net at the same size.
     """
 
-    def __init__(self, num_layers: int = 18, pretrained: bool = False, weights_path: str | None = None,
-                 rotation_scale: float = 0.01, translation_scale: float = 0.01):
+    def __init__(self, encoder: str = "resnet18", weights: Path | str | None = None,
+                 rotation_scale: float = 0.01, translation_scale: float = 0.01,
+                 input_size: tuple[int, int] | None = None):
         super().__init__()
-        self.encoder = ResnetEncoder(num_layers, pretrained, num_input_images=2, weights_path=weights_path)
-        self.decoder = PoseDecoder(self.encoder.num_ch_enc[-1], rotation_scale, translation_scale)
+        self.encoder, self.layout = create_encoder(encoder, 6, weights, key="model.pose_encoder")
+        self.decoder = PoseDecoder(self.layout.channels[-1], rotation_scale, translation_scale)
+        if input_size is not None and (len(input_size) != 2 or min(input_size) < 1):
+            raise ValueError(f"input_size must be (h, w) > 0, got {input_size}")
+        self.input_size = tuple(int(s) for s in input_size) if input_size is not None else None
+
+    def pair_input(self, frame_a: Tensor, frame_b: Tensor) -> Tensor:
+        """The ``(B, 6, h, w)`` stacked pair the encoder sees (resized to ``input_size``)."""
+        check_shape(frame_a, "B 3 H W", "frame_a")
+        check_shape(frame_b, "B 3 H W", "frame_b", B=frame_a.shape[0], H=frame_a.shape[2], W=frame_a.shape[3])
+        x = torch.cat([frame_a, frame_b], 1)
+        if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
+            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
+        return x
 
     def forward(self, frame_a: Tensor, frame_b: Tensor) -> tuple[Tensor, Tensor]:
-        return self.decoder(self.encoder(torch.cat([frame_a, frame_b], 1))[-1])
+        return self.decoder(encode(self.encoder, self.layout, self.pair_input(frame_a, frame_b))[-1])
