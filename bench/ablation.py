@@ -4,7 +4,7 @@ Each variant is trained from scratch for the same number of steps (same data, ba
 several seeds, then scored on the synthetic test drive (Eigen protocol, median scaling):
 
 * abs rel / sq rel / RMSE / δ1 on the full image, and
-* the zoom-robustness gap (METHOD §7): abs rel when predicting on the 2x centre zoom minus abs rel
+* the zoom-robustness gap (docs/method.md §7): abs rel when predicting on the 2x centre zoom minus abs rel
   of the full-image prediction cropped to the same window. A scale-invariant model has gap ~ 0;
 * the zoom depth shift (``depth.evaluation.zoom_robustness``): median over images of
   median(zoomed depth) / median(cropped depth) on the same GT pixels. Per-image median scaling
@@ -56,6 +56,7 @@ COLS = ("abs_rel", "sq_rel", "rmse", "a1", "gap", "depth_shift")
 def variant_config(name: str, seed: int, steps: int, decay_at: float | None, extra: list[str], out: Path):
     return load_config(ROOT / "configs" / "synthetic.yaml", [
         f"train.seed={seed}", f"train.max_steps={steps}", f"output.dir={out / f'{name}_s{seed}'}",
+        "output.overwrite=true",  # a rerun of the bench replaces its own runs
         *([f"optim.step_milestones=[{int(round(decay_at * steps))}]"] if decay_at else []),
         # validate and save once, at the end (0 would mean "every epoch": a few steps here)
         f"train.val_every={steps}", f"train.checkpoint_every={steps}", "train.image_every=0", "train.progress=false",
