@@ -9,7 +9,9 @@
 --checkpoint also takes a Monodepth2 model folder (encoder.pth, depth.pth, ...: docs/monodepth2.md).
 
 See docs/evaluation.md. The logic lives in data/velodyne.py, depth/model.py, depth/metrics.py and
-depth/evaluation.py; this file only parses arguments and prints.
+depth/evaluation.py; this file only parses arguments and prints. Bad input (a file, a split line,
+a checkpoint, an argument) stops with one line naming it and exit status 2; --debug adds the
+traceback.
 """
 from __future__ import annotations
 
@@ -28,8 +30,9 @@ import numpy as np  # noqa: E402
 from common.atomic import atomic_write_text  # noqa: E402
 from data.frames import BadSampleError  # noqa: E402
 from data.kitti import KittiImageSet, odometry_frames  # noqa: E402
-from data.splits import read_split_file, split_file  # noqa: E402
-from data.velodyne import evaluation_gt, export_gt, save_dense_gt, save_sparse_gt  # noqa: E402
+from data.splits import builtin_splits, missing_folders, read_split_file, split_file  # noqa: E402
+from data.velodyne import choose_gt_format, evaluation_gt, export_gt, save_dense_gt, save_sparse_gt  # noqa: E402
+from depth.cli import add_debug_flag, command_errors  # noqa: E402
 from depth.evaluation import (eigen_metric_kwargs, gt_kind_for_split, load_disparities,  # noqa: E402
                               load_odometry_poses, per_image_csv, predict_for_gt, predict_relative_poses,
                               snippet_ates)
@@ -40,8 +43,8 @@ from depth.scale import stereo_eval_scale  # noqa: E402
 JSON_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "n_images", "ratio_median", "ratio_std")
 
 
-class EvalError(Exception):
-    """A user-facing error: printed as ``error: ...`` with exit status 2."""
+class EvalError(ValueError):
+    """A user-facing error: printed as ``error: ...`` with exit status 2 (:mod:`depth.cli`)."""
 
 
 def _json_clean(d: dict) -> dict:
@@ -55,19 +58,38 @@ def _load_model(path: str):
         raise EvalError(str(e)) from None
 
 
+def _check_split_matches_data(args, entries) -> None:
+    """Stop before any work when the split names drive folders that ``--data-path`` lacks, saying
+    which split was tried and how to choose another."""
+    missing = missing_folders(entries, args.data_path)
+    if not missing:
+        return
+    root = Path(args.data_path)
+    msg = (f"--split {args.split} ({split_file(args.split, 'test')}, {len(entries)} images) names "
+           f"{len(missing)} drive folder(s) that {root} does not hold (e.g. {missing[0]}); choose the split with "
+           f"--split: a built-in one ({', '.join(builtin_splits())}), a folder with test_files.txt, or a "
+           f"split .txt file")
+    own = root / "splits" / "test_files.txt"
+    if own.is_file():
+        msg += f"; {root} has its own test list: --split {own.parent}"
+    raise EvalError(msg)
+
+
 # ----------------------------------------------------------------------------------------------
 # Subcommands
 # ----------------------------------------------------------------------------------------------
 
 def cmd_export_gt(args) -> int:
     entries = read_split_file(split_file(args.split, "test"))
+    _check_split_matches_data(args, entries)
     mode = gt_kind_for_split(args.split, args.gt_source)
     try:
         gt = export_gt(args.data_path, entries, mode=mode, exact=args.exact_monodepth2,
                        progress=not args.no_progress, workers=args.workers)
     except (FileNotFoundError, ValueError, KeyError) as e:
         raise EvalError(str(e).strip("'\"")) from None
-    if args.format == "dense":
+    fmt = choose_gt_format(gt) if args.format == "auto" else args.format
+    if fmt == "dense":
         save_dense_gt(args.out, gt, compressed=True)
     else:
         save_sparse_gt(args.out, gt)
@@ -75,7 +97,8 @@ def cmd_export_gt(args) -> int:
     dense_mb = sum(int(h) * int(w) for h, w in gt.shapes) * 4 / 2 ** 20
     print(f"wrote {args.out}: {len(gt)} maps ({mode}{', Monodepth2-exact' if args.exact_monodepth2 else ''}), "
           f"{n_valid} valid pixels ({100.0 * n_valid / max(1, dense_mb * 2 ** 20 / 4):.2f} %), "
-          f"{args.format} file {Path(args.out).stat().st_size / 2 ** 20:.1f} MiB "
+          f"{fmt} file{' (auto)' if args.format == 'auto' else ''} "
+          f"{Path(args.out).stat().st_size / 2 ** 20:.1f} MiB "
           f"(dense maps: {dense_mb:.1f} MiB)")
     return 0
 
@@ -104,6 +127,8 @@ def cmd_depth(args) -> int:
     mode = gt_kind_for_split(args.split, args.gt_source)
     try:
         entries = read_split_file(split_file(args.split, "test"))
+        if args.data_path:
+            _check_split_matches_data(args, entries)
         gt = evaluation_gt(entries, gt_path=args.gt, data_path=args.data_path, mode=mode,
                            exact=args.exact_monodepth2, progress=not args.no_progress)
         if args.disparities:
@@ -186,6 +211,7 @@ def cmd_pose(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    add_debug_flag(p)
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp):
@@ -196,12 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--exact-monodepth2", action="store_true",
                         help="reproduce Monodepth2's duplicate-pixel quirk bit for bit")
         sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+        add_debug_flag(sp)
 
     e = sub.add_parser("export-gt", help="velodyne scans / annotated PNGs -> GT file")
     e.add_argument("--data-path", required=True, help="KITTI raw root")
     e.add_argument("--out", required=True, help="output .npz")
-    e.add_argument("--format", choices=["sparse", "dense"], default="sparse",
-                   help="sparse (valid pixels only, default) or dense (Monodepth2's gt_depths.npz)")
+    e.add_argument("--format", choices=["auto", "sparse", "dense"], default="auto",
+                   help="sparse (valid pixels only) or dense (Monodepth2's gt_depths.npz); auto (default):\n"
+                        "sparse unless the maps are dense enough for the dense file to be smaller")
     e.add_argument("--workers", type=int, default=None, help="threads (default: CPUs, at most 4)")
     common(e)
     e.set_defaults(func=cmd_export_gt)
@@ -243,22 +271,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--batch-size", type=int, default=8)
     q.add_argument("--json", help="write ATE mean/std as JSON")
     q.add_argument("--no-progress", action="store_true")
+    add_debug_flag(q)
     q.set_defaults(func=cmd_pose)
     return p
 
 
+@command_errors
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     for name in ("zoom", "crop"):
         z = getattr(args, name, None)
         if z is not None and not z >= 1.0:
-            print(f"error: --{name} must be >= 1, got {z}", file=sys.stderr)
-            return 2
-    try:
-        return args.func(args)
-    except EvalError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+            raise EvalError(f"--{name} must be >= 1, got {z}")
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,13 @@
 
 Without --config the KITTI baseline (configs/baseline_kitti_640x192.yaml) is trained at data.root.
 Every config key can be overridden on the command line with its dotted name (train.max_steps=100).
+--resume RUN_DIR continues in RUN_DIR (whatever output.dir its saved config names); a new run into
+a folder that holds checkpoints stops before any work unless output.overwrite=true.
 Under torchrun, train.batch_size is the global batch (split evenly over the processes); the gloo
 backend is used on CPU and NCCL on CUDA (one GPU per process, LOCAL_RANK). Exit codes: 0 done,
-2 bad config or data, or ImageNet weights asked for (model.pretrained=true) and not found -- checked
-before any data is read, 3 non-finite loss (the last good checkpoint is kept).
+2 bad config, data, checkpoint or run folder, or ImageNet weights asked for (model.pretrained=true)
+and not found -- checked before any data is read (one line; --debug shows the traceback), 3 non-finite
+loss (the last good checkpoint is kept).
 """
 from __future__ import annotations
 
@@ -22,10 +25,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from data.datasets import DatasetNotFound, build_training_data
+from data.datasets import build_run_data
 from data.frames import BadSampleError
-from depth.batch import BadBatchError
-from depth.checkpoint import load_checkpoint
+from depth.checkpoint import check_run_dir, find_checkpoint, run_dir_of
+from depth.cli import add_debug_flag, command_errors
 from depth.config import Config, ConfigError, load_config
 from depth.imagenet import MissingWeightsError
 from depth.model import check_encoders, imagenet_weights
@@ -39,7 +42,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, default=None, help="YAML preset (default: KITTI baseline)")
     p.add_argument("--resume", type=Path, default=None,
-                   help="run directory (or checkpoint file) to continue from; its saved config is used")
+                   help="run directory (or checkpoint file) to continue from and in; its saved config is used")
+    add_debug_flag(p)
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.batch_size=8")
     return p.parse_args(argv)
 
@@ -64,23 +68,34 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
+def load_resume(path: Path, overrides: list[str]) -> tuple[Config, dict]:
+    """``(config, checkpoint)`` to continue the run of ``path`` (a run folder, its checkpoints/
+    folder or a checkpoint file) *in that run folder*: ``output.dir`` is the folder given, not the
+    one the saved config names (a copied run continues in the copy), unless an ``output.dir=``
+    override says otherwise; ``output.overwrite`` applies only when given again. Prints the
+    checkpoint used and any unreadable one skipped."""
+    found = find_checkpoint(path)
+    cfg = load_config(overrides=[f"output.dir={run_dir_of(path)}", "output.overwrite=false", *overrides],
+                      saved=found.state["config"])
+    if int(os.environ.get("RANK", "0")) == 0:
+        for skipped in found.skipped:
+            print(f"warning: skipped an unreadable checkpoint: {skipped}", file=sys.stderr, flush=True)
+        print(f"resuming from {found.path} (step {found.state.get('step', '?')}) in {cfg.output.dir}", flush=True)
+    return cfg, found.state
+
+
+@command_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        if args.resume is not None:
-            ckpt = load_checkpoint(args.resume)
-            cfg = load_config(overrides=args.overrides, saved=ckpt["config"])
-        else:
-            cfg = load_config(args.config or DEFAULT_CONFIG, args.overrides)
-            ckpt = None
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, RuntimeError) as e:
-        print(f"resume error: {e}", file=sys.stderr)
-        return 2
+    if args.resume is not None:
+        cfg, ckpt = load_resume(args.resume, args.overrides)
+        check_run_dir(cfg.output.dir, int(ckpt.get("step", 0)), cfg.output.overwrite)
+    else:
+        cfg = load_config(args.config or DEFAULT_CONFIG, args.overrides)
+        ckpt = None
+        check_run_dir(cfg.output.dir, None, cfg.output.overwrite)
     if ckpt is None and cfg.model.init_from and not Path(cfg.model.init_from).exists():
-        print(f"config error: model.init_from: no such file or folder {cfg.model.init_from}", file=sys.stderr)
+        print(f"error: model.init_from: no such file or folder {cfg.model.init_from}", file=sys.stderr)
         return 2
     problem = model_problem(cfg, resumed=ckpt is not None)
     if problem:
@@ -89,9 +104,8 @@ def main(argv=None) -> int:
 
     rank, world, _ = init_distributed(cfg.train.device)
     if cfg.train.batch_size % world:
-        print(f"config error: train.batch_size: the global batch ({cfg.train.batch_size}) must be divisible "
-              f"by the number of processes ({world})", file=sys.stderr)
-        return 2
+        raise ConfigError(f"train.batch_size: the global batch ({cfg.train.batch_size}) must be divisible "
+                          f"by the number of processes ({world})")
     try:
         return _train(cfg, ckpt, rank, world)
     finally:
@@ -124,22 +138,15 @@ def _train(cfg: Config, ckpt: dict | None, rank: int, world: int) -> int:
     if rank != 0:
         _barrier(world)
     try:
-        train_set, val_images, val_gt = build_training_data(cfg.data, cfg.augment, cfg.train.seed,
-                                                            progress=rank == 0 and cfg.train.progress)
-    except DatasetNotFound as e:
-        print(str(e), file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError, KeyError, BadSampleError) as e:
-        print(f"data error: {e}", file=sys.stderr)
-        return 2
+        data = build_run_data(cfg.data, cfg.augment, cfg.train.seed, progress=rank == 0 and cfg.train.progress)
     finally:
         if rank == 0:
             _barrier(world)
 
-    val = ValidationData(val_images, val_gt) if val_images is not None else None
+    val = ValidationData(data.val_images, data.val_gt) if data.val_images is not None else None
     try:
-        trainer = Trainer(cfg, train_set, val, skip_errors=skipped_errors(cfg), init_weights=ckpt is None,
-                          pretrained=ckpt is None)
+        trainer = Trainer(cfg, data.train_set, val, skip_errors=skipped_errors(cfg), val_samples=data.val_samples,
+                          init_weights=ckpt is None, pretrained=ckpt is None)
     except (FileNotFoundError, ValueError, RuntimeError) as e:  # model.init_from, batch size vs. data
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -147,7 +154,7 @@ def _train(cfg: Config, ckpt: dict | None, rank: int, world: int) -> int:
         trainer.load_state(ckpt)
     if rank == 0:
         amp = str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype is not None else "off"
-        print(f"training {len(train_set)} samples, {trainer.total_steps()} steps, global batch "
+        print(f"training {len(data.train_set)} samples, {trainer.total_steps()} steps, global batch "
               f"{cfg.train.batch_size} = {world} process(es) x {trainer.batch_per_rank}, "
               f"{cfg.data.width}x{cfg.data.height}, encoder={cfg.model.encoder}, "
               f"recipe={cfg.loss.recipe}, dca={cfg.model.dca}, "
@@ -161,9 +168,6 @@ def _train(cfg: Config, ckpt: dict | None, rank: int, world: int) -> int:
     except NonFiniteLossError as e:
         print(f"training stopped: {e}", file=sys.stderr)
         return 3
-    except (BadSampleError, BadBatchError) as e:
-        print(f"data error: {e}", file=sys.stderr)
-        return 2
     if rank == 0:
         print(json.dumps(result, indent=2))
     return 0

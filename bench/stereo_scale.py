@@ -40,7 +40,7 @@ from depth.scale import stereo_scale  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(ROOT / "configs" / "synthetic_stereo.yaml"))
-    ap.add_argument("--run-dir", default="runs/synthetic_stereo")
+    ap.add_argument("--run-dir", default="runs/synthetic_stereo", help="run folder (training replaces a run there)")
     ap.add_argument("--no-train", action="store_true", help="only score the existing run in --run-dir")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
@@ -50,7 +50,8 @@ def main() -> int:
     seconds = None
     if not args.no_train:
         t0 = time.time()
-        subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", args.config, *overrides],
+        subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", args.config, *overrides,
+                        "output.overwrite=true"],
                        check=True, cwd=ROOT)
         seconds = time.time() - t0
 

@@ -58,7 +58,7 @@ def mean_depth_prior(maps: list[np.ndarray], max_depth: float = 80.0) -> np.ndar
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(ROOT / "configs" / "synthetic.yaml"))
-    ap.add_argument("--run-dir", default="runs/synthetic_bench")
+    ap.add_argument("--run-dir", default="runs/synthetic_bench", help="run folder (training replaces a run there)")
     ap.add_argument("--fresh", action="store_true", help="delete the synthetic data cache first")
     ap.add_argument("--no-train", action="store_true", help="only score the existing run in --run-dir")
     ap.add_argument("overrides", nargs="*")
@@ -72,7 +72,8 @@ def main() -> int:
         if args.fresh and root.exists():
             shutil.rmtree(root)
         t0 = time.time()
-        subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", args.config, *overrides],
+        subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", args.config, *overrides,
+                        "output.overwrite=true"],
                        check=True, cwd=ROOT)
         seconds = time.time() - t0
     run = json.loads((Path(args.run_dir) / "metrics.json").read_text())

@@ -1,6 +1,6 @@
 """Training-step speed: the project's ``Trainer.train_step`` against a minimal Monodepth2-style step.
 
-The minimal step is written here from METHOD.md alone (same ResNet-18 depth and pose networks,
+The minimal step is written here from docs/method.md alone (same ResNet-18 depth and pose networks,
 the same loss maths: back-projection, projection, ``grid_sample(align_corners=True)``, 3x3-box
 SSIM, per-pixel minimum with auto-masking, edge-aware smoothness on mean-normalised disparity,
 4 scales upsampled to full resolution, Adam) with no framework around it: no config, no loss
@@ -37,7 +37,7 @@ from depth.model import build_networks  # noqa: E402
 from depth.trainer import Trainer  # noqa: E402
 
 
-# ------------------------------------------------------------------ the minimal step (METHOD.md)
+# ------------------------------------------------------------------ the minimal step (docs/method.md)
 
 def _axisangle_to_matrix(aa, t, invert):
     angle = aa.norm(dim=1, keepdim=True).clamp_min(1e-7)

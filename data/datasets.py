@@ -6,7 +6,9 @@ and ground truth, never models.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +18,7 @@ from data.synthetic import ensure_synthetic
 from data.velodyne import benchmark_png_path, generate_depth_map, read_benchmark_png, velodyne_path
 from data.video import build_video_data
 
-__all__ = ["DatasetNotFound", "build_training_data", "load_validation_gt"]
+__all__ = ["DatasetNotFound", "RunData", "build_run_data", "build_training_data", "load_validation_gt"]
 
 KITTI_HELP = """\
 No KITTI raw data found at data.root={root!r}.
@@ -68,18 +70,38 @@ def _validation_split(split: str) -> Path | None:
         return None
 
 
+@dataclass
+class RunData:
+    """What a training run reads: the training samples; validation frames with GT
+    (``val_images``/``val_gt``, what :class:`depth.trainer.ValidationData` holds; None without
+    GT); held-out samples for the validation loss when there is no GT (``val_samples``: the video
+    dataset's held-out sequences or frames; else None)."""
+
+    train_set: Any
+    val_images: Any = None
+    val_gt: Any = None
+    val_samples: Any = None
+
+
 def build_training_data(data_cfg, augment_cfg, seed: int = 0, progress: bool = False, cache_workers: int = 0):
-    """``(train_set, val_images, val_gt)``; val parts are None when no GT is available.
+    """``(train_set, val_images, val_gt)`` of :func:`build_run_data` (val parts None without GT)."""
+    d = build_run_data(data_cfg, augment_cfg, seed, progress, cache_workers)
+    return d.train_set, d.val_images, d.val_gt
+
+
+def build_run_data(data_cfg, augment_cfg, seed: int = 0, progress: bool = False, cache_workers: int = 0) -> RunData:
+    """The datasets of a run (:class:`RunData`).
 
     ``val_images`` is a :class:`data.kitti.KittiImageSet` (full-resolution frames, read when used)
-    and ``val_gt`` the matching GT maps: what :class:`depth.trainer.ValidationData` holds.
+    and ``val_gt`` the matching GT maps. Video folders have no GT: their held-out samples are
+    ``val_samples`` (:func:`data.video.build_video_data`).
 
     Before returning, the split is checked (target frames always, every frame with ``data.check``;
     the calibration of every date with ``data.intrinsics=calib``) and, with ``data.cache_dir``,
     the pre-resized image cache is built (once; later runs reuse it)."""
     if getattr(data_cfg, "dataset", "kitti") == "video":
-        train_set, _ = build_video_data(data_cfg, augment_cfg, seed)  # own videos: no GT to validate on
-        return train_set, None, None
+        train_set, val_samples = build_video_data(data_cfg, augment_cfg, seed)
+        return RunData(train_set, val_samples=val_samples)
     root = Path(data_cfg.root)
     if data_cfg.synthetic.generate:
         s = data_cfg.synthetic
@@ -114,7 +136,7 @@ def build_training_data(data_cfg, augment_cfg, seed: int = 0, progress: bool = F
         if all(images.path(i).is_file() for i in range(len(images))):
             val_gt = load_validation_gt(root, test_entries, data_cfg.val_gt)
             val_images = images if val_gt is not None else None
-    return train_set, val_images, val_gt
+    return RunData(train_set, val_images, val_gt)
 
 
 def check_files(train_set: KittiRawDataset, full: bool = False) -> None:

@@ -3,15 +3,25 @@
 Built-in splits (copied from Monodepth2, see ``data/splits/README.md``): ``eigen`` (test),
 ``eigen_benchmark`` (test), ``eigen_zhou`` (train/val), ``odom``. A split may also be given as a
 folder holding ``train_files.txt`` / ``val_files.txt`` and optionally ``test_files.txt``.
+
+The KITTI raw archives the built-in splits need (``data/splits/kitti_archives_to_download.txt``)
+are generated from the split lists: ``python -m data.splits > data/splits/kitti_archives_to_download.txt``.
 """
 from __future__ import annotations
 
+import re
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SplitEntry", "BUILTIN_SPLITS_DIR", "read_split_file", "split_file", "builtin_splits"]
+__all__ = ["SplitEntry", "BUILTIN_SPLITS_DIR", "read_split_file", "split_file", "builtin_splits",
+           "missing_folders", "kitti_archive_urls", "builtin_raw_entries", "ARCHIVES_FILE"]
 
 BUILTIN_SPLITS_DIR = Path(__file__).resolve().parent / "splits"
+ARCHIVES_FILE = BUILTIN_SPLITS_DIR / "kitti_archives_to_download.txt"
+KITTI_RAW_URL = "https://s3.eu-central-1.amazonaws.com/avg-kitti/raw_data"
+_DRIVE = re.compile(r"(\d{4}_\d{2}_\d{2})/(\d{4}_\d{2}_\d{2}_drive_\d{4})_sync")
 
 
 @dataclass(frozen=True)
@@ -75,3 +85,35 @@ def split_file(split: str | Path, which: str) -> Path:
         have = sorted(p.name for p in folder.glob("*_files*.txt"))
         raise FileNotFoundError(f"split {str(split)!r} has no {which}_files.txt in {folder} (found: {have})")
     return path
+
+
+def missing_folders(entries: Iterable[SplitEntry], root: str | Path) -> list[str]:
+    """The split's ``<date>/<drive>`` folders that ``root`` does not hold, in split order."""
+    root = Path(root)
+    folders = dict.fromkeys(e.folder for e in entries)
+    return [f for f in folders if not (root / f).is_dir()]
+
+
+def builtin_raw_entries() -> list[SplitEntry]:
+    """Every line of the built-in KITTI raw splits (all but ``odom``, which is KITTI odometry)."""
+    return [e for name in builtin_splits() if name != "odom"
+            for f in sorted((BUILTIN_SPLITS_DIR / name).glob("*_files*.txt")) for e in read_split_file(f)]
+
+
+def kitti_archive_urls(entries: Iterable[SplitEntry]) -> list[str]:
+    """The official download URLs of the KITTI raw archives that hold ``entries``: each date's
+    calibration zip (``<date>_calib.zip``), then each drive's ``<drive>_sync.zip``, sorted
+    (Monodepth2's ``splits/kitti_archives_to_download.txt`` format; ``wget -i`` reads it)."""
+    dates, drives = set(), set()
+    for e in entries:
+        m = _DRIVE.fullmatch(e.folder)
+        if m is None:
+            raise ValueError(f"not a KITTI raw folder '<date>/<date>_drive_NNNN_sync': {e.folder!r}")
+        dates.add(m.group(1))
+        drives.add(m.group(2))
+    calib = [f"{KITTI_RAW_URL}/{d}_calib.zip" for d in sorted(dates)]
+    return calib + [f"{KITTI_RAW_URL}/{d}/{d}_sync.zip" for d in sorted(drives)]
+
+
+if __name__ == "__main__":  # python -m data.splits > data/splits/kitti_archives_to_download.txt
+    sys.stdout.write("".join(u + "\n" for u in kitti_archive_urls(builtin_raw_entries())))

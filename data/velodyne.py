@@ -1,6 +1,6 @@
 """Ground-truth depth for KITTI evaluation: Velodyne scans -> depth maps, annotated PNGs, GT files.
 
-Velodyne GT (the ``eigen`` protocol, METHOD.md section 7): every point with Velodyne ``x >= 0`` is
+Velodyne GT (the ``eigen`` protocol, docs/method.md §7): every point with Velodyne ``x >= 0`` is
 projected with ``P_rect_0c @ R_rect_00 @ Tr_velo_to_cam`` into the ``S_rect_0c`` image; its pixel is
 ``(round(u) - 1, round(v) - 1)`` (NumPy rounding: half to even) and the value stored is the Velodyne
 forward coordinate ``x`` (not camera z). Where several points land on one pixel:
@@ -50,6 +50,7 @@ __all__ = [
     "generate_depth_map",
     "depth_map_from_points",
     "SparseGT",
+    "choose_gt_format",
     "save_sparse_gt",
     "save_dense_gt",
     "load_gt",
@@ -410,6 +411,20 @@ class SparseGT:
 
 def _atomic_npz(path: Path, arrays: dict, compressed: bool) -> None:
     atomic_write(path, lambda f: (np.savez_compressed if compressed else np.savez)(f, **arrays))
+
+
+def choose_gt_format(gt: SparseGT) -> str:
+    """``"sparse"`` or ``"dense"``: the file format ``evaluate.py export-gt --format auto`` writes.
+
+    The sparse file stores 6 bytes per valid pixel (``uint16`` column + ``float32`` depth) plus 4
+    per row, uncompressed; the dense one 4 bytes per pixel before ``np.savez_compressed``. Dense
+    wins whenever the sparse arrays outgrow the uncompressed dense maps (more than about 2/3 of the
+    pixels valid: dense GT such as the synthetic maps), since compression only shrinks it further.
+    Otherwise (velodyne GT, ~5 % valid; annotated PNGs, ~20 %) sparse is chosen: it reads without
+    decompression or pickle, although the compressed dense file can be a little smaller on disk
+    (measured sizes: docs/evaluation.md)."""
+    dense_bytes = sum(int(h) * int(w) for h, w in gt.shapes) * 4
+    return "dense" if gt.nbytes > dense_bytes else "sparse"
 
 
 def save_sparse_gt(path: str | Path, gt: SparseGT) -> None:

@@ -24,13 +24,17 @@ the network size and K rescaled with them (:func:`data.frames.resize_intrinsics`
 width ratio, fy, cy by the height ratio -- also when the aspect ratio changes).
 
 Samples are those of :class:`data.frames.FrameSampleDataset` (``color``, ``color_aug``, ``K``,
-``index``), with the same augmentation as KITTI's. Train/val are split by sequence
-(``data.val_fraction``). ``data.static_threshold`` > 0 drops triplets whose mean absolute frame
+``index``), with the same augmentation as KITTI's. Validation (``data.val_fraction``) holds out
+whole sequences when ``round(val_fraction * n_sequences)`` is at least one and leaves at least one
+for training (:func:`split_sequences`); otherwise (one or a few sequences) the tail of every
+sequence, after a gap of one frame window (:func:`hold_out_tail`), so a tiny dataset gives up
+frames, not half of itself. ``data.static_threshold`` > 0 drops triplets whose mean absolute frame
 difference (grey, 0..1, on small thumbnails) between the target and any source is below it -- the
 Zhou et al. rule against a car standing still; the number dropped is reported.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -46,7 +50,7 @@ from data.frames import (IMAGE_EXTS, VIDEO_EXTS, BadSampleError, FrameSampleData
 
 __all__ = [
     "IntrinsicsMissing", "Sequence", "decode_video", "discover_sequences",
-    "parse_intrinsics_text", "read_intrinsics_file", "split_sequences", "frame_differences",
+    "parse_intrinsics_text", "read_intrinsics_file", "split_sequences", "hold_out_tail", "frame_differences",
     "VideoFolderDataset", "build_video_data", "INTRINSICS_HELP",
 ]
 
@@ -284,18 +288,31 @@ def resolve_intrinsics(seqs: list[Sequence], data_cfg, root: str | Path) -> None
 
 # ------------------------------------------------------------------------------------- splitting
 def split_sequences(names: list[str], val_fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
-    """``(train, val)`` sequence names: ``round(val_fraction * n)`` sequences (at least one when
-    ``val_fraction`` > 0 and there are two or more; never all) chosen by ``seed``."""
+    """``(train, val)`` sequence names: ``round(val_fraction * n)`` sequences chosen by ``seed``, at
+    most ``n - 1`` (one sequence always trains). No sequence is held out when that rounds to zero
+    (e.g. 2 sequences at 0.1): :func:`hold_out_tail` then holds out frames instead."""
     names = sorted(names)
     n = len(names)
-    n_val = int(round(val_fraction * n)) if val_fraction > 0 else 0
-    if val_fraction > 0 and n >= 2:
-        n_val = min(max(n_val, 1), n - 1)
-    else:
-        n_val = 0
+    n_val = min(int(round(val_fraction * n)), n - 1) if val_fraction > 0 and n >= 2 else 0
     order = np.random.default_rng([int(seed), 1717]).permutation(n)
     val = {names[i] for i in order[:n_val]}
     return [x for x in names if x not in val], [x for x in names if x in val]
+
+
+def hold_out_tail(seq: Sequence, val_fraction: float, frame_ids) -> tuple[Sequence, Sequence | None]:
+    """``(train part, val part or None)`` of one sequence: the last ``max(window,
+    round(val_fraction * n))`` frames are held out, after a gap of ``window`` frames (``window =
+    max(frame_ids) - min(frame_ids) + 1``, a sample's span) that neither part uses, so no training
+    sample reads a frame of, or next to, a validation sample. A sequence too short to leave a
+    training sample keeps all its frames (val None). Both parts keep the sequence's intrinsics."""
+    window = max(frame_ids) - min(frame_ids) + 1
+    n = len(seq.frames)
+    n_val = max(window, int(round(val_fraction * n)))
+    cut = n - n_val - window
+    if val_fraction <= 0 or cut < window:
+        return seq, None
+    return (dataclasses.replace(seq, frames=seq.frames[:cut]),
+            dataclasses.replace(seq, name=f"{seq.name}[val]", frames=seq.frames[n - n_val:]))
 
 
 def _thumb(path: Path) -> np.ndarray:
@@ -385,25 +402,33 @@ class VideoFolderDataset(FrameSampleDataset):
 
 
 def build_video_data(data_cfg, augment_cfg, seed: int = 0, verbose: bool = True):
-    """``(train_set, val_set)`` for ``data.dataset=video``: sequences discovered and decoded,
-    intrinsics resolved, split by sequence, static triplets filtered (train and val alike)."""
+    """``(train_set, val_set or None)`` for ``data.dataset=video``: sequences discovered and
+    decoded, intrinsics resolved, split by sequence (:func:`split_sequences`) or, when no sequence
+    can be held out, by frames (:func:`hold_out_tail`), static triplets filtered (train and val
+    alike)."""
     seqs = discover_sequences(data_cfg.root, data_cfg.frame_stride, data_cfg.cache_dir or None, verbose=verbose)
     resolve_intrinsics(seqs, data_cfg, data_cfg.root)
     train_names, val_names = split_sequences([s.name for s in seqs], data_cfg.val_fraction, seed)
     by_name = {s.name: s for s in seqs}
+    train_seqs, val_seqs = [by_name[n] for n in train_names], [by_name[n] for n in val_names]
+    how = f"{len(val_names)} held-out sequence(s)"
+    if not val_seqs and data_cfg.val_fraction > 0:
+        parts = [hold_out_tail(s, data_cfg.val_fraction, data_cfg.frame_ids) for s in seqs]
+        train_seqs, val_seqs = [tr for tr, _ in parts], [va for _, va in parts if va is not None]
+        how = f"the last frames of {len(val_seqs)} sequence(s) ({sum(len(v.frames) for v in val_seqs)} frames)"
     common = dict(static_threshold=data_cfg.static_threshold, color_jitter_prob=augment_cfg.color_jitter_prob,
                   brightness=augment_cfg.brightness, contrast=augment_cfg.contrast,
                   saturation=augment_cfg.saturation, hue=augment_cfg.hue, flip_prob=augment_cfg.flip_prob,
                   seed=seed, cache_images=data_cfg.cache_images)
-    train = VideoFolderDataset([by_name[n] for n in train_names], data_cfg.height, data_cfg.width,
-                               data_cfg.frame_ids, is_train=True, **common)
-    val = VideoFolderDataset([by_name[n] for n in val_names], data_cfg.height, data_cfg.width,
-                             data_cfg.frame_ids, is_train=False, **common) if val_names else None
+    train = VideoFolderDataset(train_seqs, data_cfg.height, data_cfg.width, data_cfg.frame_ids, is_train=True,
+                               **common)
+    val = VideoFolderDataset(val_seqs, data_cfg.height, data_cfg.width, data_cfg.frame_ids, is_train=False,
+                             **common) if val_seqs else None
     if verbose:
         n_frames = sum(len(s.frames) for s in seqs)
         print(f"video dataset {data_cfg.root}: {len(seqs)} sequences, {n_frames} frames (stride "
-              f"{data_cfg.frame_stride}); train {len(train_names)} sequences / {len(train)} samples, "
-              f"val {len(val_names)} sequences / {len(val) if val else 0} samples", flush=True)
+              f"{data_cfg.frame_stride}); train {len(train_seqs)} sequences / {len(train)} samples, "
+              f"val {how if val else 'none'} / {len(val) if val else 0} samples", flush=True)
         if data_cfg.static_threshold > 0:
             n_static = train.n_static + (val.n_static if val else 0)
             n_cand = train.n_candidates + (val.n_candidates if val else 0)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import kornia
@@ -20,7 +22,28 @@ import torch
 
 from common.atomic import atomic_write, fsync_dir
 
-__all__ = ["atomic_torch_save", "save_checkpoint", "library_versions", "load_checkpoint"]
+__all__ = ["atomic_torch_save", "save_checkpoint", "library_versions", "load_checkpoint", "find_checkpoint",
+           "LoadedCheckpoint", "CheckpointError", "RunExistsError", "run_dir_of", "conflicting_checkpoints",
+           "check_run_dir", "clear_checkpoints"]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or was not written by this project (the message names it)."""
+
+
+class RunExistsError(FileExistsError):
+    """A run would write into a folder holding checkpoints it did not write (the message says the
+    ways out: ``--resume``, another ``output.dir``, or ``output.overwrite=true``)."""
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A checkpoint dict, the file it was read from, and the files of the run folder that were
+    skipped because they could not be read (``"path (reason)"``)."""
+
+    state: dict
+    path: Path
+    skipped: list[str] = field(default_factory=list)
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
@@ -86,42 +109,120 @@ def _read(path: Path, map_location) -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e:
-        raise RuntimeError(f"checkpoint {path} could not be read ({type(e).__name__}: {e})") from None
+        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0].rstrip(".")  # torch's run to a paragraph
+        raise CheckpointError(f"checkpoint {path} could not be read ({type(e).__name__}: {first})") from None
     if not isinstance(ckpt, dict) or "depth_net" not in ckpt or "config" not in ckpt:
-        raise RuntimeError(f"checkpoint {path} lacks 'depth_net'/'config': not written by this project?")
+        raise CheckpointError(f"checkpoint {path} lacks 'depth_net'/'config': not written by this project?")
     return ckpt
+
+
+def _step_of(path: Path) -> int:
+    return int(path.name[5:13])
+
+
+def find_checkpoint(path: str | Path, map_location="cpu") -> LoadedCheckpoint:
+    """:func:`load_checkpoint` that also says which file it read and which it skipped."""
+    path = Path(path)
+    if not path.is_dir():
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        return LoadedCheckpoint(_read(path, map_location), path)
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    last = folder / "last.pt"
+    steps = _step_files(folder)
+    if not last.is_file() and not steps:
+        raise FileNotFoundError(f"checkpoint not found: {last}")
+    errors: list[str] = []
+    found: LoadedCheckpoint | None = None
+    last_step = -1
+    if last.is_file():
+        try:
+            found = LoadedCheckpoint(_read(last, map_location), last)
+            last_step = int(found.state.get("step", -1))
+        except CheckpointError as e:
+            errors.append(str(e))
+    for p in reversed(steps):
+        if found is not None and _step_of(p) <= last_step:
+            break
+        try:
+            found = LoadedCheckpoint(_read(p, map_location), p)
+            break
+        except CheckpointError as e:
+            errors.append(str(e))
+    if found is None:
+        raise CheckpointError(f"no readable checkpoint in {folder}:\n  " + "\n  ".join(errors))
+    found.skipped = errors
+    return found
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """A checkpoint file, or the newest complete checkpoint of a run folder (``RUN`` or
     ``RUN/checkpoints``): ``last.pt``, unless a newer ``step_*.pt`` exists (a run killed between
     writing the step file and relinking ``last.pt``) or ``last.pt`` is unreadable, in which case the
-    newest readable step file is used."""
+    newest readable step file is used. Raises ``FileNotFoundError`` or :class:`CheckpointError`."""
+    return find_checkpoint(path, map_location).state
+
+
+# ---------------------------------------------------------------------------------- run folders
+
+def run_dir_of(path: str | Path) -> Path:
+    """The run folder of a ``--resume`` argument: ``RUN``, ``RUN/checkpoints`` or a checkpoint
+    file in either (``RUN/checkpoints/step_*.pt`` -> ``RUN``)."""
     path = Path(path)
-    if not path.is_dir():
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
-        return _read(path, map_location)
-    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    last = folder / "last.pt"
+    folder = path if path.is_dir() else path.parent
+    return folder.parent if folder.name == "checkpoints" else folder
+
+
+def conflicting_checkpoints(run_dir: str | Path, start_step: int | None = None) -> list[Path]:
+    """Checkpoint files in ``run_dir`` that a run writing there would leave mixed with its own:
+    for a new run (``start_step`` None) every ``step_*.pt`` and ``last.pt``; for a run resumed at
+    ``start_step``, the step files of later steps (of another continuation)."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
     steps = _step_files(folder)
-    if not last.is_file() and not steps:
-        raise FileNotFoundError(f"checkpoint not found: {last}")
-    errors = []
-    ckpt, last_step = None, -1
-    if last.is_file():
-        try:
-            ckpt = _read(last, map_location)
-            last_step = int(ckpt.get("step", -1))
-        except RuntimeError as e:
-            errors.append(str(e))
-    for p in reversed(steps):
-        if ckpt is not None and int(p.name[5:13]) <= last_step:
-            return ckpt
-        try:
-            return _read(p, map_location)
-        except RuntimeError as e:
-            errors.append(str(e))
-    if ckpt is not None:
-        return ckpt
-    raise RuntimeError(f"no readable checkpoint in {folder}:\n  " + "\n  ".join(errors))
+    if start_step is not None:
+        return [p for p in steps if _step_of(p) > start_step]
+    last = folder / "last.pt"
+    return steps + ([last] if last.is_file() else [])
+
+
+def check_run_dir(run_dir: str | Path, start_step: int | None = None, overwrite: bool = False) -> None:
+    """Raise :class:`RunExistsError` when ``run_dir`` holds checkpoints the run would mix with its
+    own (:func:`conflicting_checkpoints`), unless ``overwrite``."""
+    found = conflicting_checkpoints(run_dir, start_step)
+    if not found or overwrite:
+        return
+    run_dir = Path(run_dir)
+    what = (f"holds the checkpoints of an earlier run ({', '.join(p.name for p in found[:3])}"
+            f"{', ...' if len(found) > 3 else ''})" if start_step is None else
+            f"holds checkpoints later than step {start_step} ({', '.join(p.name for p in found[:3])})")
+    raise RunExistsError(
+        f"run folder {run_dir} {what}: continue it with `python train.py --resume {run_dir}`, train into "
+        f"a new folder with output.dir={_free_name(run_dir)}, or replace it with output.overwrite=true")
+
+
+def _free_name(run_dir: Path) -> Path:
+    for k in range(2, 1000):
+        candidate = run_dir.with_name(f"{run_dir.name}-{k}")
+        if not candidate.exists():
+            return candidate
+    return run_dir.with_name(f"{run_dir.name}-new")
+
+
+def clear_checkpoints(run_dir: str | Path, start_step: int | None = None) -> list[Path]:
+    """Remove what :func:`conflicting_checkpoints` lists (``output.overwrite=true``); for a new
+    run also the earlier run's ``metrics.json`` and TensorBoard logs. Returns the removed paths."""
+    run_dir = Path(run_dir)
+    removed = conflicting_checkpoints(run_dir, start_step)
+    for p in removed:
+        p.unlink(missing_ok=True)
+    if start_step is None:
+        for extra in (run_dir / "metrics.json", run_dir / "tensorboard"):
+            if extra.is_dir():
+                shutil.rmtree(extra)
+                removed.append(extra)
+            elif extra.is_file():
+                extra.unlink()
+                removed.append(extra)
+    return removed

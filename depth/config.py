@@ -2,12 +2,15 @@
 ``key=value`` overrides from the command line.
 
 Resolution order: defaults < the YAML preset (which may name a ``base:`` preset of its own,
-resolved relative to its file) < CLI overrides. Unknown keys and values of the wrong type are
-errors that list the valid keys. Values are checked by :func:`validate` before any work starts.
+resolved relative to its file) < CLI overrides. An unknown key is an error that names it first,
+with the closest valid keys ("did you mean train.batch_size?"), then the keys of its section;
+values of the wrong type are errors naming the key. Values are checked by :func:`validate` before
+any work starts.
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +53,7 @@ class DataConfig:
     allow_default_intrinsics: bool = False  # video: fall back to Monodepth2's KITTI-like K when none is given
     frame_stride: int = 1  # video: keep every N-th frame (subsample high-fps video)
     static_threshold: float = 0.0  # video: drop triplets whose mean |frame difference| (0..1) is below this
-    val_fraction: float = 0.1  # video: fraction of the sequences held out for validation
+    val_fraction: float = 0.1  # video: share held out for validation (sequences; frames when too few)
     # frames [0, -1, 1, 's'] = frame_ids [0, -1, 1] + stereo=true (MS); frame_ids [0] + stereo=true = S
     stereo: bool = False  # add the other camera as a source (Monodepth2's S / MS modes)
     stereo_baseline: float = 0.54  # stereo translation used by the loss (training units); 0.1 = Monodepth2
@@ -114,7 +117,7 @@ class AugmentConfig:
     saturation: float = 0.2
     hue: float = 0.1
     flip_prob: float = 0.5
-    zoom_prob: float = 0.0  # zoom imitation (METHOD §4); 0.5 in the paper
+    zoom_prob: float = 0.0  # zoom imitation (docs/method.md §4); 0.5 in the paper
     zoom_min_scale: float = 0.5
 
 
@@ -156,7 +159,9 @@ class TrainConfig:
 @dataclass
 class OutputConfig:
     dir: str = "runs/default"
-    overwrite: bool = False  # allow a new run into a folder that already holds checkpoints
+    # a new run into a folder that holds checkpoints stops before any work unless this is true;
+    # true removes that folder's checkpoints, metrics.json and tensorboard/ when training starts
+    overwrite: bool = False
 
 
 @dataclass
@@ -179,6 +184,36 @@ def _valid_keys(node: Any, prefix: str = "") -> list[str]:
         else:
             keys.append(f"{prefix}{f.name}")
     return keys
+
+
+def closest_keys(key: str, n: int = 3) -> list[str]:
+    """The valid dotted keys closest to ``key``: by the whole name, then by its last part alone
+    (``batchsize`` -> ``train.batch_size``; ``data.batch_size`` -> ``train.batch_size``)."""
+    valid = _valid_keys(Config())
+    found = difflib.get_close_matches(key, valid, n=n, cutoff=0.75)
+    leaves: dict[str, list[str]] = {}
+    for k in valid:
+        leaves.setdefault(k.rsplit(".", 1)[-1], []).append(k)
+    for leaf in difflib.get_close_matches(key.rsplit(".", 1)[-1], list(leaves), n=n, cutoff=0.75):
+        found += [k for k in leaves[leaf] if k not in found]
+    return found[:n]
+
+
+def unknown_key_error(key: str, source: str) -> ConfigError:
+    """``<source>: unknown config key 'k' (did you mean a or b?)`` on the first line, then the keys
+    of the key's section (or the section names when the section is unknown too)."""
+    near = closest_keys(key)
+    msg = f"{source}: unknown config key {key!r}"
+    if near:
+        msg += f" (did you mean {' or '.join(near)}?)"
+    section = key.split(".", 1)[0]
+    sections = [f.name for f in dataclasses.fields(Config)]
+    if section in sections:
+        msg += f"\n  keys of section {section}: " + ", ".join(
+            k for k in _valid_keys(Config()) if k.startswith(section + "."))
+    else:
+        msg += "\n  sections: " + ", ".join(sections) + " (keys are section.name, e.g. train.batch_size)"
+    return ConfigError(msg)
 
 
 def _field_type(dotted: str):
@@ -215,10 +250,7 @@ def _merge(cfg, layer: Any, source: str):
     try:
         return OmegaConf.merge(cfg, layer)
     except (ConfigKeyError, ConfigAttributeError) as e:
-        key = getattr(e, "full_key", None) or str(e)
-        raise ConfigError(
-            f"{source}: unknown config key {key!r}. Valid keys:\n  " + "\n  ".join(_valid_keys(Config()))
-        ) from None
+        raise unknown_key_error(getattr(e, "full_key", None) or str(e), source) from None
     except ValidationError as e:
         raise ConfigError(f"{source}: bad value for {getattr(e, 'full_key', '?')!r}: {e.msg}") from None
 
@@ -238,7 +270,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"override {item!r} must look like key=value (e.g. train.batch_size=8)")
         key = item.split("=", 1)[0]
         if key not in _valid_keys(Config()):
-            raise ConfigError(f"unknown config key {key!r}. Valid keys:\n  " + "\n  ".join(_valid_keys(Config())))
+            raise unknown_key_error(key, "command line")
         value = item.split("=", 1)[1]
         if _field_type(key) is str:
             # keep strings literal: YAML would read off/no/on/yes as booleans, 1e-3 as a float;

@@ -103,7 +103,7 @@ def predict_for_gt(predict: Callable, images: Iterable[np.ndarray], gt, size_wh:
                    zoom: float | None = None, crop: float | None = None,
                    **predict_kwargs) -> tuple[np.ndarray, np.ndarray | None, bool]:
     """Disparities of ``images`` to score against ``gt`` (the same split, in order), plainly or
-    for one half of the scale test (METHOD.md section 7, last bullet).
+    for one half of the scale test (docs/method.md §7, last bullet).
 
     ``zoom=Z``: predict on the centre ``1/Z`` crop resized to the network size, scored on the
     same GT window; ``crop=Z``: predict on the full image, score its centre ``1/Z``. The Garg crop

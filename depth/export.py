@@ -45,6 +45,7 @@ from torch import Tensor
 
 from common.atomic import atomic_write_bytes
 from data.frames import read_image
+from depth.cli import add_debug_flag, command_errors
 from depth.config import to_dict
 from depth.geometry import disp_to_depth
 from depth.model import load_model, network_input
@@ -213,9 +214,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--image", default=None,
                    help="real image for the check (default: a smooth colour ramp; random input is always checked)")
     p.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"max abs difference allowed (default {DEFAULT_ATOL:g})")
+    add_debug_flag(p)
     return p
 
 
+@command_errors
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:

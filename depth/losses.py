@@ -1,5 +1,5 @@
 """Self-supervised losses: minimum reprojection with auto-masking, edge-aware smoothness, and the
-two recipes (``baseline`` = Monodepth2, ``dabnet`` = Jiang et al. 2022), METHOD §3.
+two recipes (``baseline`` = Monodepth2, ``dabnet`` = Jiang et al. 2022), docs/method.md §3.
 
 All functions take tensors and numbers (no config objects). Images ``(B, 3, H, W)`` in
 ``[0, 1]``; disparities ``(B, 1, h, w)``.
@@ -69,7 +69,7 @@ def smoothness_first_order(disp: Tensor, image: Tensor, edge_weight: float = 1.0
 
 def smoothness_second_order(disp: Tensor, image: Tensor, edge_weight: float = 0.5,
                             normalise: bool = True) -> Tensor:
-    """Second-order edge-aware smoothness (the dabnet ``smooth2``, METHOD §3), on ``d / mean(d)``:
+    """Second-order edge-aware smoothness (the dabnet ``smooth2``, docs/method.md §3), on ``d / mean(d)``:
 
     ``sum over (xx, xy, yx, yy) of mean |dd d| * exp(-w |dd I|)``, where each second-order
     disparity gradient is weighted by the **same** second-order image gradient (``|dd I|``

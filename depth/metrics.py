@@ -1,6 +1,6 @@
 """KITTI depth metrics (Eigen protocol) with fused, parallel numba kernels.
 
-For every image, in one pass over the pixels that can count (METHOD.md section 7):
+For every image, in one pass over the pixels that can count (docs/method.md §7):
 
 1. the network-size disparity is resized to the GT size with OpenCV's ``INTER_LINEAR`` arithmetic
    (float32, half-pixel centres, horizontal then vertical) -- but only at the GT pixels that are

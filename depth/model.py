@@ -287,7 +287,7 @@ def zoom_post_process(predict: Callable[[Tensor], Tensor], images: Sequence[np.n
                       size_wh: tuple[int, int], *, min_depth: float = 0.1, max_depth: float = 100.0,
                       zooms: Sequence[float] = ZOOM_PP_FACTORS, output: str = "sigmoid",
                       device: torch.device | str | None = None) -> np.ndarray:
-    """The zoom post-processing (METHOD.md section 4): the full-image prediction averaged, inside
+    """The zoom post-processing (docs/method.md §4): the full-image prediction averaged, inside
     each centre window, with the predictions made on that window (cut from the full-resolution
     image and resized to the network size). Returns ``(N, h, w)`` scaled disparities."""
     return _zoom_post_process(_Forward(predict, min_depth, max_depth, output, device), images, size_wh, zooms)

@@ -5,7 +5,7 @@
 
 Every frame goes through :func:`depth.model.predict_disparities` (resized to the network's input
 size with ``INTER_AREA``, as in training and evaluation), and its scaled disparity (``1/depth``,
-METHOD §2) is resized back to the frame's own size (bilinear). Per frame two files are written:
+docs/method.md §2) is resized back to the frame's own size (bilinear). Per frame two files are written:
 
 * ``<name>_disp.png``: the input on top and the magma-coloured disparity below (same width; each
   panel has the input's size; colours normalised by the frame's 95th disparity percentile);
@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from data.frames import IMAGE_EXTS, VIDEO_EXTS, BadSampleError, read_image
 from data.video import read_intrinsics_file
+from depth.cli import add_debug_flag, command_errors
 from depth.export import onnx_session
 from depth.model import load_model, predict_disparities
 from depth.scale import camera_height_scale, stereo_scale
@@ -267,9 +268,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=None, help="network input height (checkpoint only; default: training size)")
     p.add_argument("--width", type=int, default=None, help="network input width (checkpoint only; default: training size)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_debug_flag(p)
     return p
 
 
+@command_errors(extra=(InputError,))
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.scale is not None and not args.scale > 0:
@@ -281,9 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runner = (OnnxDepthRunner(args.onnx, args.device) if args.onnx
                   else TorchDepthRunner(args.checkpoint, args.device, args.height, args.width))
-    except Exception as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # a missing/unreadable model, an unavailable device: one line, exit 2
+        raise InputError(str(e)) from e
     if args.camera_height is not None:
         if args.scale is not None:
             print("error: give --scale or --camera-height, not both", file=sys.stderr)

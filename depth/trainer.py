@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from common.atomic import atomic_write_text
 from depth.batch import BadBatchError, FrameBatch, collate
-from depth.checkpoint import library_versions, load_checkpoint, save_checkpoint
+from depth.checkpoint import check_run_dir, clear_checkpoints, library_versions, load_checkpoint, save_checkpoint
 from depth.config import Config, to_dict
 from depth.finetune import init_networks
 from depth.geometry import pose_vector_to_matrix
@@ -132,14 +132,21 @@ class Trainer:
     ``train.py`` passes False when resuming, whose checkpoint replaces the weights anyway.
     ``pretrained``: start the encoders from ImageNet weights when ``model.pretrained`` says so
     (False when a checkpoint's weights replace them: resuming; skipped when ``model.init_from``
-    replaces them).
+    replaces them). Validation scores ``val`` (frames with GT: depth metrics) or, when there is
+    none, reports the photometric loss on ``val_samples`` (held-out samples of the same kind as
+    ``train_set``'s, without augmentation): :meth:`validate`.
+
+    :meth:`fit` writes into ``cfg.output.dir``; a new (not resumed) run stops with
+    :class:`depth.checkpoint.RunExistsError` when that folder holds checkpoints, unless
+    ``output.overwrite`` (then they are removed first).
     """
 
     def __init__(self, cfg: Config, train_set: Dataset, val: ValidationData | None = None,
                  device: str | None = None, rank: int | None = None, world_size: int | None = None,
-                 skip_errors: tuple[type[BaseException], ...] = (), init_weights: bool = True,
-                 pretrained: bool = True):
+                 skip_errors: tuple[type[BaseException], ...] = (), val_samples: Dataset | None = None,
+                 init_weights: bool = True, pretrained: bool = True):
         self.cfg = cfg
+        self.val_samples = val_samples if val_samples is not None and len(val_samples) > 0 else None
         self.skip_errors = tuple(skip_errors)
         dist = _distributed()
         if rank is None:
@@ -203,6 +210,8 @@ class Trainer:
         self.bad_samples_total = 0
         self._loader: DataLoader | None = None
         self._saved_step = -1
+        self._resumed_at: int | None = None  # the step load_state restored (None: a new run)
+        self._claimed_out_dir = False
 
     # -- learning rate --------------------------------------------------------------------------
     def lr_at(self, step: int, epoch: int) -> float:
@@ -223,11 +232,12 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def compute_loss(self, batch: FrameBatch, step: int | None = None, rank: int | None = None,
-                     model: nn.Module | None = None) -> tuple[LossTerms, list[Tensor]]:
+                     model: nn.Module | None = None, zoom: bool = True) -> tuple[LossTerms, list[Tensor]]:
         """Forward both networks and the loss for one batch (no optimiser work).
 
         ``rank`` (default: this process's) only picks the zoom draw; ``model`` defaults to the
-        (possibly DDP-wrapped) :class:`depth.model.Networks`."""
+        (possibly DDP-wrapped) :class:`depth.model.Networks`; ``zoom=False`` skips zoom imitation
+        (validation)."""
         cfg = self.cfg
         rank = self.rank if rank is None else rank
         model = self.model if model is None else model
@@ -238,7 +248,7 @@ class Trainer:
 
         step = self.step_count if step is None else step
         depth_in = color_aug[:, 0]
-        if cfg.augment.zoom_prob > 0:
+        if zoom and cfg.augment.zoom_prob > 0:
             b, _, _, h, w = color.shape
             boxes = self.zoom_boxes(step, rank, b, h, w).to(self.device)
             color = zoom_images(color, boxes)
@@ -366,8 +376,12 @@ class Trainer:
     def validate(self) -> dict:
         """Eigen metrics of the depth net on the validation frames: :func:`depth.model.predict_disparities`
         and :func:`depth.metrics.compute_depth_metrics` as ``evaluate.py depth`` runs them (velodyne
-        protocol: Garg crop, ``1e-3 < gt < 80``)."""
+        protocol: Garg crop, ``1e-3 < gt < 80``). Without GT frames, the photometric loss on the
+        held-out samples (:meth:`validation_loss`); without either, ``{}``."""
         if self.val is None:
+            if self.val_samples is not None:
+                self.last_metrics = self.validation_loss()
+                return self.last_metrics
             return {}
         self.depth_net.eval()
         m = self.cfg.model
@@ -379,6 +393,24 @@ class Trainer:
                                         fixed_scale=factor)
         self.last_metrics = {k: float(v) for k, v in metrics.items()}
         return self.last_metrics
+
+    @torch.no_grad()
+    def validation_loss(self) -> dict:
+        """The loss of :meth:`compute_loss` on every held-out sample (``val_samples``, in order),
+        without gradients: networks in eval mode (BatchNorm running statistics, no dropout), no zoom
+        imitation, the auto-mask noise of step 0; the mean over samples of the total loss
+        (``val_loss``) and of its photometric term (``val_photometric``), plus ``n_val_samples``.
+        Leaves the global random state untouched."""
+        self.depth_net.eval(), self.pose_net.eval()
+        totals, photometric, n = 0.0, 0.0, 0
+        indices = list(range(len(self.val_samples)))
+        for start in range(0, len(indices), self.batch_per_rank):
+            batch = collate([self.val_samples[i] for i in indices[start:start + self.batch_per_rank]])
+            terms, _ = self.compute_loss(batch, step=0, rank=0, model=self.nets, zoom=False)
+            totals += float(terms.total) * len(batch)
+            photometric += float(terms.photometric) * len(batch)
+            n += len(batch)
+        return {"val_loss": totals / n, "val_photometric": photometric / n, "n_val_samples": float(n)}
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -445,6 +477,7 @@ class Trainer:
                 except (RuntimeError, IndexError):  # another GPU count: per-step seeding covers it
                     pass
         self.last_metrics = ckpt.get("metrics", {})
+        self._resumed_at = self.step_count
 
     def resume(self, path: str | Path) -> None:
         self.load_state(load_checkpoint(path, map_location=self.device))
@@ -510,6 +543,11 @@ class Trainer:
 
     def fit(self) -> dict:
         cfg = self.cfg
+        if not self._claimed_out_dir:  # the folder's checkpoints are this run's from here on
+            check_run_dir(self.out_dir, self._resumed_at, cfg.output.overwrite)
+            if self.is_main and cfg.output.overwrite:
+                clear_checkpoints(self.out_dir, self._resumed_at)
+            self._claimed_out_dir = True
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))

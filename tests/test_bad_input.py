@@ -74,7 +74,7 @@ def test_missing_files_listed_before_any_work(tiny_synthetic, tmp_path):
     # 7 targets + their neighbours 100..107 (frame 99 and 107 of the outer ones): counted, 5 listed
     listed = [line for line in r.stderr.splitlines() if line.strip().startswith(str(root))]
     assert len(listed) == 5 and "0000000100.png" in r.stderr
-    n = int(r.stderr.split("data error: ")[1].split()[0])
+    n = int(r.stderr.split("error: ")[1].split()[0])
     assert n == len({100 + i + d for i in range(7) for d in (-1, 0, 1)})
     assert not out.exists()
 

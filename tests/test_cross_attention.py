@@ -1,4 +1,4 @@
-"""Dynamic cross-attention and its disparity head (METHOD §5)."""
+"""Dynamic cross-attention and its disparity head (docs/method.md §5)."""
 from __future__ import annotations
 
 import pytest
@@ -137,7 +137,7 @@ def test_sdpa_equals_reference():
 
 
 def _manual_forward(dca: DynamicCrossAttention, x2, x4, x8, x16, enc) -> torch.Tensor:
-    """METHOD §5 written out with explicit matrices (sizes divisible by 32, no dropout)."""
+    """docs/method.md §5 written out with explicit matrices (sizes divisible by 32, no dropout)."""
     def conv(module, x):
         return torch.einsum("oc,bchw->bohw", module.weight[:, :, 0, 0], x)
 

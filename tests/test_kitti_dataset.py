@@ -179,7 +179,7 @@ def test_jitter_only_changes_color_aug(kitti_sample, tmp_path):
 
 
 def test_jitter_parameters_shared_by_all_frames(kitti_sample, tmp_path):
-    """Three identical frames jittered with one parameter draw stay identical (METHOD §1)."""
+    """Three identical frames jittered with one parameter draw stay identical (docs/method.md §1)."""
     root = _tmp_layout(kitti_sample, tmp_path, frames=(0, 1, 2), same_png=1)
     entries = _split(tmp_path, f"{DRIVE} 1 l\n")
     ds = _dataset(root, entries, color_jitter_prob=1.0)

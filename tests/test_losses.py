@@ -1,4 +1,4 @@
-"""Minimum reprojection with auto-masking, edge-aware smoothness and the two loss recipes (METHOD §3)."""
+"""Minimum reprojection with auto-masking, edge-aware smoothness and the two loss recipes (docs/method.md §3)."""
 from __future__ import annotations
 
 import math

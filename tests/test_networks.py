@@ -1,4 +1,4 @@
-"""Depth and pose networks: shapes, batch agnosticism, parameter counts, gradients (METHOD §2)."""
+"""Depth and pose networks: shapes, batch agnosticism, parameter counts, gradients (docs/method.md §2)."""
 from __future__ import annotations
 
 import math

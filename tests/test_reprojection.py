@@ -1,4 +1,4 @@
-"""Warping a source view into the target view; SSIM and the photometric error (METHOD §3)."""
+"""Warping a source view into the target view; SSIM and the photometric error (docs/method.md §3)."""
 from __future__ import annotations
 
 import math

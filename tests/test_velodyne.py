@@ -8,8 +8,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
+import evaluate
 from data.calib import read_calib_file
-from data.velodyne import (SparseGT, _dedupe_monodepth2, export_gt, generate_depth_map, load_gt,
+from data.velodyne import (SparseGT, _dedupe_monodepth2, choose_gt_format, export_gt, generate_depth_map, load_gt,
                            load_velodyne_points, read_benchmark_png, save_dense_gt, save_sparse_gt)
 
 DRIVE = "2011_09_26/2011_09_26_drive_0060_sync"
@@ -174,3 +175,35 @@ def test_broken_scans_are_named(tmp_path, kitti_sample):
         (calib / name).write_text((kitti_sample / "2011_09_26" / name).read_text())
     with pytest.raises(FileNotFoundError, match=r"velodyne_points.data.0000000003\.bin"):
         export_gt(tmp_path, [("2011_09_26/x_sync", 3, "l")], progress=False)
+
+
+def test_auto_gt_format_is_dense_exactly_when_sparse_outgrows_the_maps():
+    """Sparse bytes = 6 per valid pixel + 4 per row (+1 per image) + 16 per image; dense = 4 per pixel."""
+    h, w, n = 20, 30, 2
+
+    def gt_with(valid: int) -> SparseGT:
+        maps = []
+        for _ in range(n):
+            m = np.zeros(h * w, np.float32)
+            m[:valid] = 5.0
+            maps.append(m.reshape(h, w))
+        return SparseGT.from_dense(maps)
+
+    dense_bytes = n * h * w * 4
+    # sparse bytes = n * (6 valid + 4 (h + 1)) + n * 8 (heights, widths) + 8 (n + 1): solve for valid
+    fixed = n * 4 * (h + 1) + n * 8 + 8 * (n + 1)
+    tie = (dense_bytes - fixed) // (6 * n)
+    assert gt_with(tie).nbytes <= dense_bytes < gt_with(tie + 1).nbytes
+    assert choose_gt_format(gt_with(tie)) == "sparse" and choose_gt_format(gt_with(tie + 1)) == "dense"
+    assert tie / (h * w) == pytest.approx(2 / 3, abs=0.05)  # "about 2/3 of the pixels valid"
+    assert choose_gt_format(gt_with(int(0.05 * h * w))) == "sparse"  # velodyne-like
+    assert choose_gt_format(gt_with(h * w)) == "dense"
+
+
+def test_export_gt_auto_format_on_synthetic_scans_and_dense_maps(tiny_synthetic, tmp_path):
+    split = tiny_synthetic / "splits"
+    for source, kind in (("velodyne", SparseGT), ("benchmark", np.ndarray)):
+        out = tmp_path / f"{source}.npz"
+        assert evaluate.main(["export-gt", "--data-path", str(tiny_synthetic), "--split", str(split),
+                              "--gt-source", source, "--out", str(out), "--no-progress"]) == 0
+        assert isinstance(load_gt(out), kind), source

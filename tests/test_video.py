@@ -1,8 +1,10 @@
-"""Your own videos: folder / mp4 loading, intrinsics (files, keys, rescaling), split, static-frame filter."""
+"""Your own videos: folder / mp4 loading, intrinsics (files, keys, rescaling), split (sequences, or
+frames for a tiny dataset), static-frame filter, validation loss without GT."""
 from __future__ import annotations
 
 import json
 import types
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,9 +13,12 @@ import torch
 
 import train
 from data.frames import monodepth2_intrinsics
-from data.video import (IntrinsicsMissing, VideoFolderDataset, build_video_data, decode_video,
-                        discover_sequences, parse_intrinsics_text, resolve_intrinsics, split_sequences)
+from data.video import (IntrinsicsMissing, Sequence, VideoFolderDataset, build_video_data, decode_video,
+                        discover_sequences, hold_out_tail, parse_intrinsics_text, resolve_intrinsics,
+                        split_sequences)
+from depth.batch import collate
 from depth.config import ConfigError, load_config
+from depth.trainer import Trainer
 
 W0, H0 = 320, 176  # "original" frames (even sizes for the mp4 encoder)
 
@@ -239,3 +244,88 @@ def test_decode_video_refreshes_when_source_changes(tmp_path):
     assert len(decode_video(tmp_path / "v.mp4", out)) == 4
     _write_mp4(tmp_path / "v.mp4", _frames(6))
     assert len(decode_video(tmp_path / "v.mp4", out)) == 6 and not (out / "000006.jpg").exists()
+
+
+# ---------------------------------------------------------------- validation split and loss
+
+
+def test_split_sequences_never_takes_half_of_a_tiny_dataset():
+    names = [f"s{k}" for k in range(10)]
+    assert split_sequences(["a", "b"], 0.1) == (["a", "b"], [])  # 0.2 sequences: none held out
+    assert split_sequences(["a", "b", "c", "d", "e"], 0.1) == (["a", "b", "c", "d", "e"], [])
+    tr, va = split_sequences(["a", "b"], 0.5)  # asked for half: one each, never both
+    assert len(tr) == len(va) == 1
+    assert len(split_sequences(names, 0.1)[1]) == 1 and len(split_sequences(names, 0.25)[1]) == 2
+    assert len(split_sequences(names, 0.99)[0]) == 1  # at least one sequence always trains
+    assert split_sequences(names, 0.0) == (names, [])
+
+
+def test_hold_out_tail_counts():
+    seq = Sequence("s", [Path(f"{i:06d}.jpg") for i in range(30)], Path("s"), K=np.eye(3), K_source="x")
+    tr, va = hold_out_tail(seq, 0.1, [0, -1, 1])  # 3 val frames, a gap of 3, 24 training frames
+    assert [p.name for p in tr.frames] == [f"{i:06d}.jpg" for i in range(24)]
+    assert [p.name for p in va.frames] == [f"{i:06d}.jpg" for i in range(27, 30)]
+    assert va.name == "s[val]" and va.K is seq.K and tr.K_source == "x"
+    tr, va = hold_out_tail(seq, 0.5, [0, -2, 2])  # window 5: 15 val frames, gap 5, 10 training frames
+    assert len(tr.frames) == 10 and va.frames[0].name == "000015.jpg"
+    short = Sequence("t", seq.frames[:8], Path("t"))
+    assert hold_out_tail(short, 0.1, [0, -1, 1]) == (short, None)  # 8 < 3 val + 3 gap + 3 train
+    assert hold_out_tail(seq, 0.0, [0, -1, 1]) == (seq, None)
+
+
+def _two_sequences(root, n=30):
+    for k in range(2):
+        _write_jpgs(root / f"seq{k}", _frames(n, step=4 + k))
+        (root / f"seq{k}" / "intrinsics.txt").write_text("200 200 160 88\n")
+
+
+def test_tiny_dataset_holds_out_frames_with_a_gap(tmp_path, capsys):
+    _two_sequences(tmp_path)
+    train_set, val = build_video_data(_cfg(tmp_path, val_fraction=0.1), _augment(), verbose=True)
+    assert "val the last frames of 2 sequence(s) (6 frames) / 2 samples" in capsys.readouterr().out
+    assert [s.name for s in train_set.sequences] == ["seq0", "seq1"]  # both sequences train
+    assert len(train_set) == 2 * (24 - 2) and len(val) == 2 * (3 - 2)
+    train_frames = {p for i in range(len(train_set)) for p in train_set.paths(i)}
+    val_frames = {p for i in range(len(val)) for p in val.paths(i)}
+    assert not train_frames & val_frames
+    for k in range(2):  # a gap of one frame window (3 frames) between the two parts
+        last_train = max(int(p.stem) for p in train_frames if p.parent.name == f"seq{k}")
+        first_val = min(int(p.stem) for p in val_frames if p.parent.name == f"seq{k}")
+        assert (last_train, first_val) == (23, 27)
+
+
+def test_validation_loss_without_gt(tmp_path):
+    """Held-out samples are scored by the photometric loss, without gradients, in eval mode,
+    without zoom: the mean of the per-sample losses; the global random state is left alone."""
+    _two_sequences(tmp_path, n=20)
+    cfg = load_config("configs/custom_video.yaml", [
+        f"data.root={tmp_path}", "data.height=64", "data.width=96", "data.val_fraction=0.2",
+        "data.static_threshold=0", "model.pretrained=false", "train.batch_size=2", "train.num_workers=0",
+        "train.device=cpu", f"output.dir={tmp_path / 'run'}"])
+    train_set, val = build_video_data(cfg.data, cfg.augment, verbose=False)
+    assert len(val) == 2 * (4 - 2)  # 0.2 x 2 sequences rounds to 0: 4 frames of each
+    trainer = Trainer(cfg, train_set, val_samples=val)
+    rng_before = torch.get_rng_state()
+    m = trainer.validate()
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    assert set(m) == {"val_loss", "val_photometric", "n_val_samples"} and m["n_val_samples"] == len(val)
+    trainer.depth_net.eval(), trainer.pose_net.eval()
+    with torch.no_grad():
+        per = [trainer.compute_loss(collate([val[i]]), step=0, rank=0, model=trainer.nets, zoom=False)[0]
+               for i in range(len(val))]
+    assert m["val_loss"] == pytest.approx(np.mean([float(t.total) for t in per]), rel=1e-4)
+    assert m["val_photometric"] == pytest.approx(np.mean([float(t.photometric) for t in per]), rel=1e-4)
+    assert trainer.validate() == m  # deterministic
+    cfg.augment.zoom_prob = 1.0  # a training augmentation: not applied to validation
+    assert trainer.validate() == m
+
+
+def test_train_command_reports_the_validation_loss(tmp_path, capsys):
+    _two_sequences(tmp_path, n=12)
+    rc = train.main(["--config", "configs/custom_video.yaml", f"data.root={tmp_path}", "data.height=64",
+                     "data.width=96", "data.static_threshold=0", "model.pretrained=false", "train.batch_size=2",
+                     "train.max_steps=2", "train.num_workers=0", "train.device=cpu", "train.progress=false",
+                     "train.image_every=0", f"output.dir={tmp_path / 'run'}"])
+    assert rc == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["n_val_samples"] == 2 and np.isfinite(metrics["val_photometric"])

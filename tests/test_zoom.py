@@ -1,4 +1,4 @@
-"""Zoom imitation: crop boxes, image resampling and the matching intrinsics (METHOD §4)."""
+"""Zoom imitation: crop boxes, image resampling and the matching intrinsics (docs/method.md §4)."""
 from __future__ import annotations
 
 import math

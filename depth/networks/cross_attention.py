@@ -84,7 +84,7 @@ class _AttentionBranch(nn.Module):
 
 
 class DynamicCrossAttention(nn.Module):
-    """Dynamic cross-attention fusion of ``X2, X4, X8, X16`` (METHOD §5).
+    """Dynamic cross-attention fusion of ``X2, X4, X8, X16`` (docs/method.md §5).
 
     Args:
         channels: channels of ``(X4, X8, X16)``.
@@ -183,8 +183,8 @@ def dca_parameter_count(channels: Sequence[int] = (64, 128, 256), x2_channels: i
     * branch-weight MLP: ``C_E * hidden + hidden * 4``;
     * head: ``9 C_2 m + m`` + ``9 m^2 + m`` + ``9 m + 1`` (``m = head_channels``; 3x3 convs with bias).
 
-    At the defaults: 31,744 + 8,256 = 40,000 (DCA) and 7,089 (head), 47,089 in all. METHOD quotes
-    "about 52.5K"; the listed layers give 47,089 and no layer is added to reach the quoted figure.
+    At the defaults: 31,744 + 8,256 = 40,000 (DCA) and 7,089 (head), 47,089 in all. The paper
+    quotes "about 52.5K"; the listed layers give 47,089 and no layer is added to reach the quoted figure.
     """
     channels = tuple(int(c) for c in channels)
     c2, m = int(x2_channels), int(head_channels)

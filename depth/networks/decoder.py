@@ -12,7 +12,7 @@ upsampled to ``ceil(H / 2) x ceil(W / 2)`` with no skip. The deepest map (stride
 DCA (``dca=True``): levels 4..1 give X16, X8, X4, X2 (256, 128, 64, 32 channels at 1/16 .. 1/2);
 :class:`~depth.networks.cross_attention.DynamicCrossAttention` fuses them with per-image branch
 weights from the deepest encoder feature and :class:`~depth.networks.cross_attention.DCAHead`
-produces a single full-resolution sigmoid disparity (METHOD §5).
+produces a single full-resolution sigmoid disparity (docs/method.md §5).
 """
 from __future__ import annotations
 

@@ -1,0 +1,146 @@
+"""One error style for every command: bad input -> one line on stderr naming the culprit, exit
+status 2, no traceback (``--debug`` shows it); a wrong ``--split`` says which split was tried and
+how to choose another."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import evaluate
+import train
+from depth.cli import command_errors, error_line
+from depth.config import load_config
+from depth.export import main as export_main
+from depth.predict import main as predict_main
+from tests.helpers import procedural_image, write_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def truncated_checkpoint(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("ckpt")
+    write_checkpoint(d / "good.pt", load_config(overrides=["data.height=64", "data.width=64"]))
+    data = (d / "good.pt").read_bytes()
+    (d / "truncated.pt").write_bytes(data[: len(data) // 2])
+    return d / "truncated.pt"
+
+
+# ---------------------------------------------------------------- the helper
+
+
+def test_command_errors_maps_bad_input_to_one_line_and_exit_2(capsys):
+    @command_errors
+    def main(argv=None):
+        raise KeyError("calibration file c.txt has no key 'P_rect_02'")
+
+    assert main([]) == 2
+    assert capsys.readouterr().err == "error: calibration file c.txt has no key 'P_rect_02'\n"
+    assert main(["--debug"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and err.endswith("error: calibration file c.txt has no key 'P_rect_02'\n")
+
+    @command_errors
+    def bug(argv=None):
+        raise ZeroDivisionError("a defect, not bad input")
+
+    with pytest.raises(ZeroDivisionError):  # defects keep their traceback (exit status 1)
+        bug([])
+    assert error_line(FileNotFoundError("split file not found: x.txt")) == "error: split file not found: x.txt"
+
+
+# ---------------------------------------------------------------- evaluate.py
+
+
+def test_evaluate_truncated_checkpoint(truncated_checkpoint, tiny_synthetic, capsys):
+    rc = evaluate.main(["depth", "--checkpoint", str(truncated_checkpoint), "--data-path", str(tiny_synthetic),
+                        "--split", str(tiny_synthetic / "splits"), "--no-progress"])
+    line = _one_line(capsys.readouterr().err)
+    assert rc == 2 and f"checkpoint {truncated_checkpoint} could not be read" in line
+
+
+@pytest.mark.parametrize("command", ["export-gt", "depth"])
+def test_evaluate_malformed_split_line(command, tiny_synthetic, tmp_path, capsys):
+    split = tmp_path / "split.txt"
+    split.write_text("2030_01_01/2030_01_01_drive_0002_sync 1 l\n2030_01_01/2030_01_01_drive_0002_sync one l\n")
+    extra = ["--out", str(tmp_path / "gt.npz")] if command == "export-gt" else \
+        ["--disparities", str(tmp_path / "d.npy")]
+    np.save(tmp_path / "d.npy", np.ones((2, 32, 32), np.float32))
+    rc = evaluate.main([command, "--data-path", str(tiny_synthetic), "--split", str(split), "--no-progress", *extra])
+    line = _one_line(capsys.readouterr().err)
+    assert rc == 2 and f"{split}:2: frame index must be an integer, got 'one'" in line
+    assert not (tmp_path / "gt.npz").exists()
+
+
+def test_evaluate_missing_gt_and_bad_pose_file(tmp_path, capsys):
+    (tmp_path / "split.txt").write_text("d/x_sync 0 l\n")
+    np.save(tmp_path / "d.npy", np.ones((1, 8, 8), np.float32))
+    rc = evaluate.main(["depth", "--disparities", str(tmp_path / "d.npy"), "--gt", str(tmp_path / "no.npz"),
+                        "--split", str(tmp_path / "split.txt")])
+    assert rc == 2 and str(tmp_path / "no.npz") in _one_line(capsys.readouterr().err)
+    (tmp_path / "pred.npy").write_text("not an array")
+    (tmp_path / "poses.txt").write_text("1 0 0 0 0 1 0 0 0 0 1 0\n" * 6)
+    rc = evaluate.main(["pose", "--pred-poses", str(tmp_path / "pred.npy"), "--poses", str(tmp_path / "poses.txt")])
+    assert rc == 2
+    _one_line(capsys.readouterr().err)
+
+
+def test_evaluate_wrong_split_names_it_and_how_to_choose(tiny_synthetic, tmp_path, capsys):
+    """The default --split eigen on the synthetic data (the quick-start mistake)."""
+    np.save(tmp_path / "d.npy", np.ones((697, 8, 8), np.float32))
+    rc = evaluate.main(["depth", "--disparities", str(tmp_path / "d.npy"), "--data-path", str(tiny_synthetic),
+                        "--no-progress"])
+    line = _one_line(capsys.readouterr().err)
+    assert rc == 2
+    assert f"--split eigen ({ROOT / 'data' / 'splits' / 'eigen' / 'test_files.txt'}, 697 images)" in line
+    assert f"28 drive folder(s) that {tiny_synthetic} does not hold (e.g. 2011_09_26/2011_09_26_drive_0002_sync)" \
+        in line
+    assert "a built-in one (eigen, eigen_benchmark, eigen_zhou, odom)" in line
+    assert line.endswith(f"{tiny_synthetic} has its own test list: --split {tiny_synthetic / 'splits'}")
+    rc = evaluate.main(["export-gt", "--data-path", str(tiny_synthetic), "--split", "eigen_benchmark",
+                        "--out", str(tmp_path / "gt.npz")])
+    assert rc == 2 and "--split eigen_benchmark (" in _one_line(capsys.readouterr().err)
+
+
+def test_evaluate_subprocess_exit_status_and_debug(truncated_checkpoint, tiny_synthetic):
+    """The process itself: exit status 2, one line, no traceback; --debug adds the traceback."""
+    args = [sys.executable, str(ROOT / "evaluate.py"), "depth", "--checkpoint", str(truncated_checkpoint),
+            "--data-path", str(tiny_synthetic), "--split", str(tiny_synthetic / "splits"), "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+    assert r.returncode == 2 and "could not be read" in _one_line(r.stderr)
+    r = subprocess.run([*args, "--debug"], capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+    assert r.returncode == 2 and "Traceback" in r.stderr and r.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+# ---------------------------------------------------------------- train, predict, export
+
+
+def test_train_resume_from_truncated_checkpoint(truncated_checkpoint, capsys):
+    assert train.main(["--resume", str(truncated_checkpoint)]) == 2
+    assert "could not be read" in _one_line(capsys.readouterr().err)
+
+
+def test_predict_and_export_truncated_checkpoint(truncated_checkpoint, tmp_path, capsys):
+    img = tmp_path / "f.png"
+    cv2.imwrite(str(img), procedural_image(64, 96))
+    assert predict_main(["--checkpoint", str(truncated_checkpoint), str(img), "--out", str(tmp_path / "o"),
+                         "--quiet"]) == 2
+    assert "could not be read" in _one_line(capsys.readouterr().err)
+    assert export_main(["--checkpoint", str(truncated_checkpoint), "--output", str(tmp_path / "m.onnx")]) == 2
+    assert "could not be read" in _one_line(capsys.readouterr().err)
+    assert not (tmp_path / "m.onnx").exists()
