@@ -231,10 +231,11 @@ def test_config_keys_and_train_command_without_intrinsics(tmp_path, capsys):
     with pytest.raises(ConfigError, match="frame_stride"):
         load_config("configs/custom_video.yaml", ["data.frame_stride=0"])
     _write_jpgs(tmp_path / "seq", _frames(4))
-    rc = train.main(["--config", "configs/custom_video.yaml", f"data.root={tmp_path}"])
+    rc = train.main(["--config", "configs/custom_video.yaml", f"data.root={tmp_path}", "model.pretrained=false"])
     err = capsys.readouterr().err
     assert rc == 2 and "No camera intrinsics" in err and "data.intrinsics=" in err
-    rc = train.main(["--config", "configs/custom_video.yaml", f"data.root={tmp_path / 'missing'}"])
+    rc = train.main(["--config", "configs/custom_video.yaml", f"data.root={tmp_path / 'missing'}",
+                     "model.pretrained=false"])
     assert rc == 2 and "No video dataset" in capsys.readouterr().err
 
 
