@@ -95,8 +95,7 @@ def main(argv=None) -> int:
         ckpt = None
         check_run_dir(cfg.output.dir, None, cfg.output.overwrite)
     if ckpt is None and cfg.model.init_from and not Path(cfg.model.init_from).exists():
-        print(f"error: model.init_from: no such file or folder {cfg.model.init_from}", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"model.init_from: no such file or folder {cfg.model.init_from}")
     problem = model_problem(cfg, resumed=ckpt is not None)
     if problem:
         print(problem, file=sys.stderr)
@@ -147,7 +146,7 @@ def _train(cfg: Config, ckpt: dict | None, rank: int, world: int) -> int:
     try:
         trainer = Trainer(cfg, data.train_set, val, skip_errors=skipped_errors(cfg), val_samples=data.val_samples,
                           init_weights=ckpt is None, pretrained=ckpt is None)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:  # model.init_from, batch size vs. data
+    except RuntimeError as e:  # model.init_from, batch size vs. data (ValueError / OSError: command_errors)
         print(f"error: {e}", file=sys.stderr)
         return 2
     if ckpt is not None:
