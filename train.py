@@ -28,7 +28,7 @@ import torch.distributed as dist
 from data.datasets import build_run_data
 from data.frames import BadSampleError
 from depth.checkpoint import check_run_dir, find_checkpoint, run_dir_of
-from depth.cli import add_debug_flag, command_errors
+from depth.cli import EXIT_BAD_INPUT, add_debug_flag, command_errors, error_line
 from depth.config import Config, ConfigError, load_config
 from depth.imagenet import MissingWeightsError
 from depth.model import check_encoders, imagenet_weights
@@ -84,7 +84,7 @@ def load_resume(path: Path, overrides: list[str]) -> tuple[Config, dict]:
     return cfg, found.state
 
 
-@command_errors
+@command_errors(extra=(MissingWeightsError,))
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.resume is not None:
@@ -96,10 +96,7 @@ def main(argv=None) -> int:
         check_run_dir(cfg.output.dir, None, cfg.output.overwrite)
     if ckpt is None and cfg.model.init_from and not Path(cfg.model.init_from).exists():
         raise FileNotFoundError(f"model.init_from: no such file or folder {cfg.model.init_from}")
-    problem = model_problem(cfg, resumed=ckpt is not None)
-    if problem:
-        print(problem, file=sys.stderr)
-        return 2
+    check_model(cfg, resumed=ckpt is not None)
 
     rank, world, _ = init_distributed(cfg.train.device)
     if cfg.train.batch_size % world:
@@ -113,18 +110,13 @@ def main(argv=None) -> int:
                 dist.destroy_process_group()
 
 
-def model_problem(cfg: Config, resumed: bool) -> str | None:
-    """The line to print when the encoder names are unusable or the ImageNet weights asked for are
-    missing (checked before any data is read; a resumed run takes its weights from the checkpoint)."""
-    try:
-        check_encoders(cfg)
-        if not resumed and not cfg.model.init_from:  # fine-tuning replaces the ImageNet weights
-            imagenet_weights(cfg)
-    except ValueError as e:
-        return f"config error: {e}"
-    except (MissingWeightsError, FileNotFoundError) as e:
-        return f"model error: {e}"
-    return None
+def check_model(cfg: Config, resumed: bool) -> None:
+    """Raise (a bad-input error: ``command_errors`` prints it) when the encoder names are unusable or
+    the ImageNet weights asked for are missing. Checked before any data is read; a resumed run takes
+    its weights from the checkpoint, a fine-tuned one (``model.init_from``) from that model."""
+    check_encoders(cfg)
+    if not resumed and not cfg.model.init_from:
+        imagenet_weights(cfg)
 
 
 def skipped_errors(cfg: Config) -> tuple[type[BaseException], ...]:
@@ -147,8 +139,8 @@ def _train(cfg: Config, ckpt: dict | None, rank: int, world: int) -> int:
         trainer = Trainer(cfg, data.train_set, val, skip_errors=skipped_errors(cfg), val_samples=data.val_samples,
                           init_weights=ckpt is None, pretrained=ckpt is None)
     except RuntimeError as e:  # model.init_from, batch size vs. data (ValueError / OSError: command_errors)
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        print(error_line(e), file=sys.stderr)
+        return EXIT_BAD_INPUT
     if ckpt is not None:
         trainer.load_state(ckpt)
     if rank == 0:

@@ -10,8 +10,8 @@ KITTI presets keep, as they start from ImageNet weights. Each other variant chan
 * ``init1_t2``      ... + translation x2;
 * ``lr3e-4``        Adam 3e-4 after a 50-step warm-up from lr/3;
 * ``t0.1_lr3e-4``   translation x0.1 + lr 3e-4 with warm-up;
-* ``preset``        ``configs/synthetic.yaml`` as it is (init_depth 1, translation x0.5, lr 3e-4
-  with warm-up, x0.1 at step 450).
+* ``preset``        ``configs/synthetic.yaml`` as it is (init_depth 1, translation x0.1, lr 3e-4
+  with warm-up, x0.1 at step 700).
 
 Per variant it prints abs rel at each validation and the mean |translation| the pose net
 predicts (training units) over the first and the last 10 steps, and the median GT / predicted

@@ -227,6 +227,20 @@ def test_unknown_or_unusable_encoder_names_are_config_errors():
         load_config(overrides=["model.encoder=''"])
 
 
+def test_train_py_reports_an_unknown_encoder_as_one_error_line(tmp_path, capsys):
+    """train.py checks the encoder names before any data is read: exit 2, one ``error:`` line naming
+    the key, nothing generated or written."""
+    sys.path.insert(0, str(ROOT))
+    import train
+
+    data, run = tmp_path / "data", tmp_path / "run"
+    code = train.main(["--config", str(ROOT / "configs" / "synthetic.yaml"), "model.encoder=resnet19",
+                       f"data.root={data}", f"data.split={data / 'splits'}", f"output.dir={run}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and "model.encoder" in err[0], err
+    assert not data.exists() and not run.exists()
+
+
 # ---------------------------------------------------------------- ImageNet weights
 
 
@@ -320,7 +334,7 @@ def test_missing_weights_stop_the_run_before_any_work(tmp_path):
                        capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
     assert r.returncode == 2, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("model error: ImageNet weights not found"), r.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ImageNet weights not found"), r.stderr
     line = lines[0]
     for expected in ("model.weights_path (not set)",
                      str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"),
