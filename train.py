@@ -28,7 +28,7 @@ import torch.distributed as dist
 from data.datasets import build_run_data
 from data.frames import BadSampleError
 from depth.checkpoint import check_run_dir, find_checkpoint, run_dir_of
-from depth.cli import EXIT_BAD_INPUT, add_debug_flag, command_errors, error_line
+from depth.cli import add_debug_flag, command_errors
 from depth.config import Config, ConfigError, load_config
 from depth.imagenet import MissingWeightsError
 from depth.model import check_encoders, imagenet_weights
@@ -138,9 +138,8 @@ def _train(cfg: Config, ckpt: dict | None, rank: int, world: int) -> int:
     try:
         trainer = Trainer(cfg, data.train_set, val, skip_errors=skipped_errors(cfg), val_samples=data.val_samples,
                           init_weights=ckpt is None, pretrained=ckpt is None)
-    except RuntimeError as e:  # model.init_from, batch size vs. data (ValueError / OSError: command_errors)
-        print(error_line(e), file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except RuntimeError as e:  # model.init_from weights that do not fit: bad input, as ValueError / OSError
+        raise ValueError(str(e)) from e
     if ckpt is not None:
         trainer.load_state(ckpt)
     if rank == 0:

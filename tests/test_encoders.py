@@ -21,6 +21,7 @@ import torchvision.models as tvm
 from huggingface_hub import constants as hf_constants
 from safetensors.torch import save_file
 
+import train
 from data.datasets import build_training_data
 from depth.batch import collate
 from depth.config import ConfigError, load_config, to_dict
@@ -230,9 +231,6 @@ def test_unknown_or_unusable_encoder_names_are_config_errors():
 def test_train_py_reports_an_unknown_encoder_as_one_error_line(tmp_path, capsys):
     """train.py checks the encoder names before any data is read: exit 2, one ``error:`` line naming
     the key, nothing generated or written."""
-    sys.path.insert(0, str(ROOT))
-    import train
-
     data, run = tmp_path / "data", tmp_path / "run"
     code = train.main(["--config", str(ROOT / "configs" / "synthetic.yaml"), "model.encoder=resnet19",
                        f"data.root={data}", f"data.split={data / 'splits'}", f"output.dir={run}"])
