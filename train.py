@@ -135,11 +135,8 @@ def _train(cfg: Config, ckpt: dict | None, rank: int, world: int) -> int:
             _barrier(world)
 
     val = ValidationData(data.val_images, data.val_gt) if data.val_images is not None else None
-    try:
-        trainer = Trainer(cfg, data.train_set, val, skip_errors=skipped_errors(cfg), val_samples=data.val_samples,
-                          init_weights=ckpt is None, pretrained=ckpt is None)
-    except RuntimeError as e:  # model.init_from weights that do not fit: bad input, as ValueError / OSError
-        raise ValueError(str(e)) from e
+    trainer = Trainer(cfg, data.train_set, val, skip_errors=skipped_errors(cfg), val_samples=data.val_samples,
+                      init_weights=ckpt is None, pretrained=ckpt is None)
     if ckpt is not None:
         trainer.load_state(ckpt)
     if rank == 0:

@@ -37,9 +37,13 @@ def init_networks(nets: Networks, path: str | Path) -> str:
       folded in when ``model.pose_*_scale`` differ), else left as built (said in the summary).
 
     Raises ``ValueError`` naming the first few tensors whose shapes differ or that the encoders do
-    not share, and what :func:`load_model` raises for an unreadable ``path``.
+    not share, or (prefixed ``model.init_from:``) why :func:`load_model` cannot read ``path``;
+    ``FileNotFoundError`` for a missing ``path``.
     """
-    src, _ = load_model(path)
+    try:
+        src, _ = load_model(path)
+    except RuntimeError as e:  # an unreadable or foreign file: bad input, named by the key
+        raise ValueError(f"model.init_from: {e}") from e
     ours, theirs = nets.depth_net.state_dict(), src.depth_net.state_dict()
     wrong = [f"{k} {tuple(v.shape)} in {path} vs {tuple(ours[k].shape)} here" for k, v in theirs.items()
              if k in ours and v.shape != ours[k].shape]

@@ -432,6 +432,14 @@ def test_init_from_shape_mismatch_names_tensors(tmp_path):
         init_networks(nets, tmp_path / "r50")
 
 
+def test_init_from_foreign_file_is_bad_input_naming_the_key(tmp_path):
+    # a torch file that is not a model of this project: a ValueError (bad input, exit 2 in train.py)
+    torch.save({"state": torch.zeros(3)}, tmp_path / "foreign.pt")
+    nets = build_networks(load_config(overrides=[f"data.height={H}", f"data.width={W}"]))
+    with pytest.raises(ValueError, match=r"^model\.init_from: .*foreign\.pt"):
+        init_networks(nets, tmp_path / "foreign.pt")
+
+
 def test_train_cli_init_from_missing_stops_before_work(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "synthetic.yaml"),
                         f"model.init_from={tmp_path / 'nothing'}", f"output.dir={tmp_path / 'run'}",
