@@ -56,23 +56,45 @@ from depth.model import load_model, predict_disparities  # noqa: E402
 from depth.trainer import Trainer  # noqa: E402
 
 BASE = ROOT / "configs" / "synthetic.yaml"
+DABNET = ROOT / "configs" / "synthetic_dabnet.yaml"
+# every row runs the preset's schedule (synthetic.yaml: warm-up 50, lr x0.1 at step 700), scaled to
+# --steps; `full` drops synthetic_dabnet.yaml's own x0.5-at-50/75 % schedule for it
+SCHEDULE = ["optim.step_milestones=[700]", "optim.gamma=0.1"]
+# the dabnet smoothness weight (1e-3, tuned by the authors at 1024x320) scaled to this width: a
+# disparity step spread over k pixels at 1024 spans k * 192 / 1024 pixels at 192
+SMOOTH_AT_192 = f"loss.smoothness_weight={1e-3 * 192 / 1024:.6g}"
+B12 = ["train.batch_size=12", "train.max_steps=450", "optim.step_milestones=[350]"]
 VARIANTS: dict[str, tuple[Path, list[str]]] = {
     "baseline": (BASE, []),
-    "zoom": (BASE, ["augment.zoom_prob=0.5"]),
+    "baseline_ss": (BASE, ["model.scales=[0]"]),  # single-scale supervision: the reference of dca
     "dca": (BASE, ["model.dca=true"]),
+    "zoom": (BASE, ["augment.zoom_prob=0.5"]),
     "zoom_dca": (BASE, ["augment.zoom_prob=0.5", "model.dca=true"]),
-    "full": (ROOT / "configs" / "synthetic_dabnet.yaml", []),
+    "full": (DABNET, SCHEDULE),
+    # dose and mechanism
+    "zoom_min0.9": (BASE, ["augment.zoom_prob=0.5", "augment.zoom_min_scale=0.9"]),
+    "zoom_min0.75": (BASE, ["augment.zoom_prob=0.5", "augment.zoom_min_scale=0.75"]),
+    # batch 12 x 450 steps: the images of the 900 x 6 rows, the decay at the same fraction (700/900)
+    "baseline_b12": (BASE, [*B12]),
+    "full_b12": (DABNET, [*SCHEDULE, *B12]),
+    "full_smooth": (DABNET, [*SCHEDULE, SMOOTH_AT_192]),
 }
+CLEAN = ["baseline", "baseline_ss", "dca", "zoom", "zoom_dca", "full"]
 COLS = ("abs_rel", "sq_rel", "rmse", "a1", "depth_shift", "gap")
 HEADS = ("abs rel", "sq rel", "RMSE", "δ1", "zoom depth shift (1 = invariant)", "2x-zoom gap")
 
 
 def variant_config(name: str, seed: int, steps: int | None, extra: list[str], out: Path) -> Config:
+    """The config of one run. ``steps`` (None: the variant's own) rescales the lr milestones with
+    the run length (the warm-up stays), so a 3x longer run decays at the same fraction of training."""
     preset, overrides = VARIANTS[name]
     run = [f"train.seed={seed}", f"output.dir={out / f'{name}_s{seed}'}", *overrides, *extra]
-    steps = steps or load_config(preset, run).train.max_steps
+    own = load_config(preset, run)
+    steps = steps or own.train.max_steps
+    milestones = [round(m * steps / own.train.max_steps) for m in own.optim.step_milestones]
     # no validation during training (scored afterwards), checkpoints a few times per run (resume)
-    return load_config(preset, [*run, f"train.max_steps={steps}", "data.val_gt=none", "train.val_every=0",
+    return load_config(preset, [*run, f"train.max_steps={steps}", f"optim.step_milestones={milestones}",
+                                "data.val_gt=none", "train.val_every=0",
                                 f"train.checkpoint_every={max(1, steps // 4)}", "train.image_every=0",
                                 "train.progress=false", "output.overwrite=true"])
 
@@ -145,7 +167,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=None, help="steps per run (default: the preset's train.max_steps)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=CLEAN, choices=list(VARIANTS),
+                    help=f"default: the clean rows {CLEAN}")
     ap.add_argument("--factors", type=float, nargs="+", default=list(RESOLUTION_FACTORS),
                     help="resolution-curve factors (must include 1)")
     ap.add_argument("--out", type=Path, default=Path("runs/ablation"))

@@ -85,6 +85,7 @@ class ModelConfig:
     num_layers: int = 0
     scales: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
     dca: bool = False  # dynamic cross-attention decoder (single full-resolution output)
+    dca_dropout: float = 0.1  # Dropout2d on the DCA's X_2 input while training (the authors' 0.1); 0 = off
     pose_rotation_scale: float = 0.01  # the pose decoder's axis-angle output is multiplied by this (Monodepth2 0.01)
     pose_translation_scale: float = 0.01  # ... and its translation output by this (Monodepth2 0.01)
     min_depth: float = 0.1
@@ -370,6 +371,7 @@ def validate(cfg: Config) -> None:
         _check(bool(v) and v == v.strip() and " " not in v, f"model.{key}", f"a timm model name, got {v!r}")
     _check(len(m.pose_size) == 0 or (len(m.pose_size) == 2 and min(m.pose_size) >= 32), "model.pose_size",
            f"[H, W] with H, W >= 32, or [] (the data size), got {m.pose_size}")
+    _check(0 <= m.dca_dropout < 1, "model.dca_dropout", f"must be in [0, 1), got {m.dca_dropout}")
     _check(len(m.scales) > 0 and all(0 <= s <= 3 for s in m.scales), "model.scales", f"subset of 0..3, got {m.scales}")
     _check(l.recipe in ("baseline", "dabnet"), "loss.recipe", f"baseline | dabnet, got {l.recipe!r}")
     _check(0 <= l.ssim_weight <= 1, "loss.ssim_weight", f"must be in [0, 1], got {l.ssim_weight}")

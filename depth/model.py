@@ -40,7 +40,7 @@ from depth.networks import DepthNet, PoseNet
 from depth.networks.encoder import encoder_layout
 
 __all__ = [
-    "Networks", "build_networks", "imagenet_weights", "check_encoders",
+    "Networks", "build_networks", "init_seed", "imagenet_weights", "check_encoders",
     "load_model", "networks_from_checkpoint",
     "network_input", "predict_disparities", "batch_post_process_disparity", "centre_window",
     "zoom_post_process", "batched", "ZOOM_PP_FACTORS",
@@ -125,8 +125,19 @@ def imagenet_weights(cfg: Config) -> dict[str, Path]:
     return {k: s.path for k, s in sources.items()}
 
 
+def init_seed(seed: int, network: str) -> int:
+    """The seed of ``network``'s (``depth_net`` | ``pose_net``) random initial weights at
+    ``train.seed = seed``: each network draws from a generator of its own, so the pose net's
+    initial weights do not depend on the depth net's architecture (ablation rows at one seed share
+    one pose init) and building leaves the global generator as it was."""
+    words = np.random.SeedSequence([seed % 2 ** 63, 0x1417, ("depth_net", "pose_net").index(network)])
+    w = words.generate_state(2)
+    return (int(w[0]) & 0x7FFF_FFFF) << 32 | int(w[1])
+
+
 def build_networks(cfg: Config, pretrained: bool = False) -> Networks:
-    """Both networks of ``cfg.model`` (randomly initialised, depth net first, then pose net).
+    """Both networks of ``cfg.model``, randomly initialised from :func:`init_seed` of
+    ``train.seed`` (the same config gives the same weights, whatever the global random state).
 
     With ``pretrained`` and ``model.pretrained``, both encoders start from ImageNet weights
     (:func:`imagenet_weights`: ``model.weights_path`` or the torch / Hugging Face hub caches; a
@@ -135,12 +146,16 @@ def build_networks(cfg: Config, pretrained: bool = False) -> Networks:
     """
     m = cfg.model
     weights = imagenet_weights(cfg) if pretrained else {}
-    depth_net = DepthNet(m.encoder, weights.get("encoder"), scales=tuple(m.scales), dca=m.dca)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed(cfg.train.seed, "depth_net"))
+        depth_net = DepthNet(m.encoder, weights.get("encoder"), scales=tuple(m.scales), dca=m.dca,
+                             dca_dropout=m.dca_dropout)
+        torch.manual_seed(init_seed(cfg.train.seed, "pose_net"))
+        pose_net = PoseNet(m.pose_encoder, weights.get("pose_encoder"), rotation_scale=m.pose_rotation_scale,
+                           translation_scale=m.pose_translation_scale,
+                           input_size=tuple(m.pose_size) if m.pose_size else None)
     if m.init_depth > 0:
         depth_net.decoder.init_disparity(depth_to_sigmoid(m.init_depth, m.min_depth, m.max_depth))
-    pose_net = PoseNet(m.pose_encoder, weights.get("pose_encoder"), rotation_scale=m.pose_rotation_scale,
-                       translation_scale=m.pose_translation_scale,
-                       input_size=tuple(m.pose_size) if m.pose_size else None)
     return Networks(depth_net, pose_net)
 
 

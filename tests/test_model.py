@@ -183,3 +183,19 @@ def test_validation_equals_evaluate_cli(tiny_synthetic, tmp_path, capsys):
     for k in ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "ratio_median", "ratio_std"):
         assert evaluated[k] == pytest.approx(validated[k], rel=1e-6, abs=1e-6), k
     assert evaluated["n_images"] == validated["n_images"]
+
+
+def test_pose_init_does_not_depend_on_the_depth_architecture():
+    """Ablation rows at one seed share one pose init: the pose net's initial weights are a function
+    of (train.seed, pose architecture), not of what the depth net drew before it."""
+    def pose(*overrides):
+        return build_networks(load_config(overrides=list(overrides))).pose_net.state_dict()
+
+    a = pose()
+    for other in (pose("model.dca=true"), pose("model.scales=[0]"), pose("model.encoder=efficientnet_b0")):
+        assert a.keys() == other.keys() and all(torch.equal(a[k], other[k]) for k in a)
+    seeded = pose("train.seed=1")
+    assert not all(torch.equal(a[k], seeded[k]) for k in a)  # the seed still matters
+    state = torch.get_rng_state()
+    build_networks(Config())
+    assert torch.equal(state, torch.get_rng_state())  # building leaves the global generator alone
