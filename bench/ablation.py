@@ -63,6 +63,7 @@ SCHEDULE = ["optim.step_milestones=[700]", "optim.gamma=0.1"]
 # the dabnet smoothness weight (1e-3, tuned by the authors at 1024x320) scaled to this width: a
 # disparity step spread over k pixels at 1024 spans k * 192 / 1024 pixels at 192
 SMOOTH_AT_192 = f"loss.smoothness_weight={1e-3 * 192 / 1024:.6g}"
+STEREO = ROOT / "configs" / "synthetic_stereo.yaml"
 B12 = ["train.batch_size=12", "train.max_steps=450", "optim.step_milestones=[350]"]
 VARIANTS: dict[str, tuple[Path, list[str]]] = {
     "baseline": (BASE, []),
@@ -78,6 +79,10 @@ VARIANTS: dict[str, tuple[Path, list[str]]] = {
     "baseline_b12": (BASE, [*B12]),
     "full_b12": (DABNET, [*SCHEDULE, *B12]),
     "full_smooth": (DABNET, [*SCHEDULE, SMOOTH_AT_192]),
+    # mono + stereo (metric depth from the stereo baseline; its own preset: 250 steps), scored by
+    # bench/cameras.py with no scaling at all
+    "stereo": (STEREO, []),
+    "zoom_stereo": (STEREO, ["augment.zoom_prob=0.5"]),
 }
 CLEAN = ["baseline", "baseline_ss", "dca", "zoom", "zoom_dca", "full"]
 COLS = ("abs_rel", "sq_rel", "rmse", "a1", "depth_shift", "gap")

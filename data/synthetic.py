@@ -892,8 +892,7 @@ def drive_name(drive: int, date: str = DATE) -> str:
     return f"{date}_drive_{drive:04d}_sync"
 
 
-def _calib_cam_to_cam() -> str:
-    K = K_RECT
+def _calib_cam_to_cam(K: np.ndarray = K_RECT) -> str:
     lines = ["calib_time: 01-Jan-2030 12:00:00", "corner_dist: 9.950000e-02"]
     for cam in range(4):
         t = np.array([-CAM_POS_X[cam], 0.0, 0.0])  # X_cam = X_cam0 + t
@@ -1114,7 +1113,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-drives", type=int, default=DEFAULTS["test_drives"])
     ap.add_argument("--gt-every", type=int, default=DEFAULTS["gt_every"],
                     help="GT depth for every N-th training frame (test frames always have GT)")
+    ap.add_argument("--lens-factors", type=float, nargs="*", default=[],
+                    help="also render the test drives through lenses of these focal-length factors "
+                         "(e.g. 0.75 1.5; data/synthetic_lenses.py)")
     args = ap.parse_args(argv)
+    if any(f <= 0 for f in args.lens_factors):
+        ap.error(f"--lens-factors must be > 0, got {args.lens_factors}")
     t0 = time.perf_counter()
     root = ensure_synthetic(args.out, args.seed, args.drives, args.frames, args.test_drives, args.gt_every,
                             verbose=True)
@@ -1122,6 +1126,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  calibration: {root / DATE}/calib_cam_to_cam.txt, calib_velo_to_cam.txt")
     print(f"  drives:      {root / DATE}/{drive_name(1)} .. {drive_name(args.drives)}")
     print(f"  splits:      {root / 'splits'}/{{train,val,test}}_files.txt")
+    if args.lens_factors:
+        from data.synthetic_lenses import render_lenses  # the lens module builds on this one
+        for f, split in zip(args.lens_factors, render_lenses(root, args.lens_factors, verbose=True)):
+            print(f"  lens x{f:g}:   {split}")
     return 0
 
 
