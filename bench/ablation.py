@@ -1,14 +1,26 @@
 """What each engine buys: baseline, +zoom, +DCA, +both and the paper's full recipe on the synthetic
-street, same data, size, batch and number of steps, several seeds.
+street, same data, size, batch, schedule and number of steps, several seeds.
 
-Variants (each trained from scratch):
+Rows (``--variants``; default: the clean rows, one schedule for all -- the preset's: warm-up 50,
+lr x0.1 at 700/900 of the steps -- and, at one seed, one pose-net initialisation across rows):
 
-* ``baseline``  ``configs/synthetic.yaml`` (Monodepth2 loss, multi-scale decoder);
-* ``zoom``      + zoom imitation (``augment.zoom_prob=0.5``);
-* ``dca``       + dynamic cross-attention decoder (``model.dca=true``);
-* ``zoom_dca``  + both, with the baseline loss;
-* ``full``      ``configs/synthetic_dabnet.yaml``: zoom + DCA + the dabnet loss (Charbonnier,
-  second-order smoothness) + warm-up + gradient clipping: the paper's recipe.
+* ``baseline``     ``configs/synthetic.yaml`` (Monodepth2 loss, four-scale decoder);
+* ``baseline_ss``  single-scale supervision (``model.scales=[0]``): the authors' reference for DCA;
+* ``dca``          + dynamic cross-attention decoder (single output, Dropout2d 0.1 on X_2);
+* ``zoom``         + zoom imitation (``augment.zoom_prob=0.5``);
+* ``zoom_dca``     + both, with the baseline loss;
+* ``full``         ``configs/synthetic_dabnet.yaml`` on the preset's schedule: zoom + DCA + the
+  dabnet loss (Charbonnier, second-order smoothness) + gradient clipping;
+* dose and mechanism: ``zoom_min0.9``, ``zoom_min0.75`` (``augment.zoom_min_scale``; ``zoom`` is
+  0.5), ``baseline_b12`` / ``full_b12`` (batch 12 x 450 steps: the same images), ``full_smooth``
+  (the dabnet smoothness weight scaled from the authors' 1024 to this 192 width); ``--bn-recal``
+  adds rows ``<variant>+bn`` (BatchNorm statistics re-estimated on un-zoomed training frames, no
+  training);
+* ``stereo`` / ``zoom_stereo``: mono + stereo (``configs/synthetic_stereo.yaml``), metric depth,
+  scored without scaling by ``bench/cameras.py``;
+* ``--init-from runs/ablation/baseline_s{seed}``: every row starts from a converged run's weights
+  (the pretrained-start regime; ``model.init_from``: encoder, and decoder / pose net where shapes
+  match) for ``--steps`` more steps; the continued baseline is the control.
 
 Each run is scored on the synthetic test drive (Eigen protocol, per-image median scaling) through
 the one prediction path (``depth.model.predict_disparities``):
@@ -37,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,6 +61,7 @@ from data.kitti import KittiImageSet  # noqa: E402
 from data.splits import read_split_file, split_file  # noqa: E402
 from data.synthetic import ensure_synthetic  # noqa: E402
 from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
+from depth.batch import collate  # noqa: E402
 from depth.checkpoint import load_checkpoint  # noqa: E402
 from depth.config import Config, load_config  # noqa: E402
 from depth.evaluation import RESOLUTION_FACTORS, zoom_robustness  # noqa: E402
@@ -89,11 +103,16 @@ COLS = ("abs_rel", "sq_rel", "rmse", "a1", "depth_shift", "gap")
 HEADS = ("abs rel", "sq rel", "RMSE", "δ1", "zoom depth shift (1 = invariant)", "2x-zoom gap")
 
 
-def variant_config(name: str, seed: int, steps: int | None, extra: list[str], out: Path) -> Config:
+def variant_config(name: str, seed: int, steps: int | None, extra: list[str], out: Path,
+                   init_from: str = "") -> Config:
     """The config of one run. ``steps`` (None: the variant's own) rescales the lr milestones with
-    the run length (the warm-up stays), so a 3x longer run decays at the same fraction of training."""
+    the run length (the warm-up stays), so a 3x longer run decays at the same fraction of training.
+    ``init_from``: a run folder whose weights start this one (``model.init_from``; ``{seed}`` is
+    replaced by the seed), the pretrained-start regime."""
     preset, overrides = VARIANTS[name]
     run = [f"train.seed={seed}", f"output.dir={out / f'{name}_s{seed}'}", *overrides, *extra]
+    if init_from:
+        run.append(f"model.init_from={init_from.format(seed=seed)}")
     own = load_config(preset, run)
     steps = steps or own.train.max_steps
     milestones = [round(m * steps / own.train.max_steps) for m in own.optim.step_milestones]
@@ -114,6 +133,8 @@ def train(cfg: Config) -> float:
     run_dir = Path(cfg.output.dir)
     train_set, _, _ = build_training_data(cfg.data, cfg.augment, cfg.train.seed)
     trainer = Trainer(cfg, train_set)
+    if trainer.init_summary:
+        print(f"  {run_dir.name}: {trainer.init_summary}", flush=True)
     if (run_dir / "checkpoints").is_dir():
         try:
             trainer.load_state(load_checkpoint(run_dir))
@@ -125,10 +146,13 @@ def train(cfg: Config) -> float:
     return time.time() - t0
 
 
-def score(run_dir: Path, images, gt, factors) -> dict:
-    """Full-image metrics, zoom robustness and the resolution curve of a finished run."""
+def score(run_dir: Path, images, gt, factors, bn_recal: bool = False) -> dict:
+    """Full-image metrics, zoom robustness and the resolution curve of a finished run; with
+    ``bn_recal``, after :func:`recalibrate_batchnorm` (the weights untouched)."""
     nets, cfg = load_model(run_dir)
     net, size = nets.depth_net, (cfg.data.width, cfg.data.height)
+    if bn_recal:
+        recalibrate_batchnorm(net, cfg)
     kw = dict(min_depth=cfg.model.min_depth, max_depth=cfg.model.max_depth)
     full = compute_depth_metrics(predict_disparities(net, images, size, **kw), gt)
     return {**{k: full[k] for k in ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")},
@@ -136,13 +160,39 @@ def score(run_dir: Path, images, gt, factors) -> dict:
             "resolution": score_resolution(net, cfg, images, gt, factors)}
 
 
-def collect(out: Path, variants, seeds) -> dict[str, list[dict]]:
+def recalibrate_batchnorm(net: nn.Module, cfg: Config, batches: int = 50) -> None:
+    """Re-estimate ``net``'s BatchNorm running statistics on un-zoomed training frames: the
+    jittered targets the depth net sees in training (flip and colour jitter of epoch 0), without
+    zoom imitation, ``batches`` batches of ``train.batch_size`` in a fixed random order, as
+    cumulative averages (``momentum=None``); no gradient, weights and dropout (eval) untouched.
+    Leaves ``net`` in eval mode."""
+    train_set, _, _ = build_training_data(cfg.data, cfg.augment, cfg.train.seed)
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    net.eval()
+    for m in bns:
+        m.train()
+    b = cfg.train.batch_size
+    order = np.random.default_rng([cfg.train.seed, 77]).permutation(len(train_set))
+    with torch.no_grad():
+        for i in range(min(batches, len(order) // b)):
+            batch = collate([train_set[int(j)] for j in order[i * b:(i + 1) * b]])
+            net(batch.color_aug[:, 0])
+    net.eval()
+
+
+BN_SCORE = "score_bnrecal.json"
+
+
+def collect(out: Path, variants, seeds, file: str = "score.json", suffix: str = "") -> dict[str, list[dict]]:
     rows: dict[str, list[dict]] = {}
     for name in variants:
         for seed in seeds:
-            f = out / f"{name}_s{seed}" / "score.json"
+            f = out / f"{name}_s{seed}" / file
             if f.is_file():
-                rows.setdefault(name, []).append(json.loads(f.read_text()))
+                rows.setdefault(name + suffix, []).append(json.loads(f.read_text()))
     return rows
 
 
@@ -178,6 +228,12 @@ def main() -> int:
                     help="resolution-curve factors (must include 1)")
     ap.add_argument("--out", type=Path, default=Path("runs/ablation"))
     ap.add_argument("--no-train", action="store_true", help="only score the finished runs in --out")
+    ap.add_argument("--init-from", default="", metavar="RUN",
+                    help="start every run from this run folder's weights (model.init_from; '{seed}' = the "
+                         "seed), e.g. runs/ablation/baseline_s{seed}: the pretrained-start regime")
+    ap.add_argument("--bn-recal", action="store_true",
+                    help="also score every finished run after re-estimating its BatchNorm statistics on "
+                         "un-zoomed training frames (rows '<variant>+bn'; no training)")
     ap.add_argument("--table-only", action="store_true", help="print the table of the scores in --out")
     ap.add_argument("overrides", nargs="*", help="extra config overrides for every run")
     args = ap.parse_args()
@@ -197,7 +253,7 @@ def main() -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:  # seed-major: an interrupted sitting still compares every variant
             for name in args.variants:
-                cfg = variant_config(name, seed, args.steps, args.overrides, args.out)
+                cfg = variant_config(name, seed, args.steps, args.overrides, args.out, args.init_from)
                 run_dir = Path(cfg.output.dir)
                 seconds = None
                 if not finished(run_dir, cfg.train.max_steps):
@@ -214,9 +270,16 @@ def main() -> int:
                 atomic_write_text(old, json.dumps(r, indent=2))
                 print(f"{name} seed {seed}: abs_rel {r['abs_rel']:.4f} a1 {r['a1']:.4f} "
                       f"shift {r['depth_shift']:.3f} gap {r['gap']:.4f}", flush=True)
+                recal = run_dir / BN_SCORE
+                if args.bn_recal and not recal.is_file():
+                    rb = {**r, "variant": f"{name}+bn", **score(run_dir, images, gt, factors, bn_recal=True)}
+                    atomic_write_text(recal, json.dumps(rb, indent=2))
+                    print(f"{name}+bn seed {seed}: abs_rel {rb['abs_rel']:.4f}", flush=True)
                 atomic_write_text(args.out / "ablation.json",
                                   json.dumps(collect(args.out, list(VARIANTS), args.seeds), indent=2))
     rows = collect(args.out, args.variants, args.seeds)
+    if args.bn_recal:
+        rows.update(collect(args.out, args.variants, args.seeds, BN_SCORE, "+bn"))
     if not rows:
         print(f"no scored runs in {args.out}")
         return 1
