@@ -26,7 +26,7 @@ import torch
 
 from data.datasets import build_training_data
 from depth.config import load_config
-from depth.trainer import Trainer, ValidationData
+from depth.train.trainer import Trainer, ValidationData
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 20
