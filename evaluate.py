@@ -8,8 +8,8 @@
 
 --checkpoint also takes a Monodepth2 model folder (encoder.pth, depth.pth, ...: docs/monodepth2.md).
 
-See docs/evaluation.md. The logic lives in data/velodyne.py, depth/model.py, depth/metrics.py and
-depth/evaluation.py; this file only parses arguments and prints. Bad input (a file, a split line,
+See docs/evaluation.md. The logic lives in data/velodyne.py, depth/model.py, depth/eval/metrics.py and
+depth/eval/eigen.py; this file only parses arguments and prints. Bad input (a file, a split line,
 a checkpoint, an argument) stops with one line naming it and exit status 2; --debug adds the
 traceback.
 """
@@ -31,14 +31,19 @@ from common.atomic import atomic_write_text  # noqa: E402
 from data.frames import BadSampleError  # noqa: E402
 from data.kitti import KittiImageSet, odometry_frames  # noqa: E402
 from data.splits import builtin_splits, missing_folders, read_split_file, split_file  # noqa: E402
-from data.velodyne import choose_gt_format, evaluation_gt, export_gt, save_dense_gt, save_sparse_gt  # noqa: E402
 from depth.cli import add_debug_flag, command_errors  # noqa: E402
-from depth.evaluation import (eigen_metric_kwargs, gt_kind_for_split, load_disparities,  # noqa: E402
-                              load_odometry_poses, per_image_csv, predict_for_gt, predict_relative_poses,
-                              snippet_ates)
-from depth.metrics import aggregate_metrics, compute_depth_metrics_per_image, format_metrics_table  # noqa: E402
+from depth.eval.eigen import (  # noqa: E402
+    eigen_metric_kwargs,
+    gt_kind_for_split,
+    load_disparities,
+    per_image_csv,
+    predict_for_gt,
+)
+from depth.eval.gt import choose_gt_format, evaluation_gt, export_gt, save_dense_gt, save_sparse_gt  # noqa: E402
+from depth.eval.metrics import aggregate_metrics, compute_depth_metrics_per_image, format_metrics_table  # noqa: E402
+from depth.eval.pose import load_odometry_poses, predict_relative_poses, snippet_ates  # noqa: E402
+from depth.eval.scale import stereo_eval_scale  # noqa: E402
 from depth.model import load_model  # noqa: E402
-from depth.scale import stereo_eval_scale  # noqa: E402
 
 JSON_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "n_images", "ratio_median", "ratio_std")
 

@@ -27,12 +27,13 @@ import torch.distributed as dist
 
 from data.datasets import build_run_data
 from data.frames import BadSampleError
-from depth.checkpoint import check_run_dir, find_checkpoint, run_dir_of
 from depth.cli import add_debug_flag, command_errors
 from depth.config import Config, ConfigError, load_config
-from depth.imagenet import MissingWeightsError
+from depth.io.checkpoint import find_checkpoint
+from depth.io.imagenet import MissingWeightsError
 from depth.model import check_encoders, imagenet_weights
-from depth.trainer import NonFiniteLossError, Trainer, ValidationData
+from depth.train.run_dir import check_run_dir, run_dir_of
+from depth.train.trainer import NonFiniteLossError, Trainer, ValidationData
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG = ROOT / "configs" / "baseline_kitti_640x192.yaml"

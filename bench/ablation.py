@@ -23,10 +23,10 @@ lr x0.1 at 700/900 of the steps -- and, at one seed, one pose-net initialisation
   match) for ``--steps`` more steps; the continued baseline is the control.
 
 Each run is scored on the synthetic test drive (Eigen protocol, per-image median scaling) through
-the one prediction path (``depth.model.predict_disparities``):
+the one prediction path (``depth.inference.predict_disparities``):
 
 * abs rel, sq rel, RMSE, δ1 on the full image;
-* the zoom depth shift and the 2x-zoom gap (``depth.evaluation.zoom_robustness``): 1 / 0 =
+* the zoom depth shift and the 2x-zoom gap (``depth.eval.robustness.zoom_robustness``): 1 / 0 =
   zooming the camera leaves the predicted depth alone, 0.5 = depth follows apparent size;
 * the resolution curve (``bench/resolution.py``): abs rel with the network run at 0.5x .. 2x the
   training size, relative to 1x; "res. spread" = mean |abs rel(f) / abs rel(1x) - 1| over f != 1.
@@ -58,16 +58,17 @@ from bench.resolution import curve_cells, curve_header, score_resolution  # noqa
 from common.atomic import atomic_write_text  # noqa: E402
 from data.datasets import build_training_data  # noqa: E402
 from data.kitti import KittiImageSet  # noqa: E402
+from data.samples import collate  # noqa: E402
 from data.splits import read_split_file, split_file  # noqa: E402
 from data.synthetic import ensure_synthetic  # noqa: E402
 from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
-from depth.batch import collate  # noqa: E402
-from depth.checkpoint import load_checkpoint  # noqa: E402
 from depth.config import Config, load_config  # noqa: E402
-from depth.evaluation import RESOLUTION_FACTORS, zoom_robustness  # noqa: E402
-from depth.metrics import compute_depth_metrics  # noqa: E402
-from depth.model import load_model, predict_disparities  # noqa: E402
-from depth.trainer import Trainer  # noqa: E402
+from depth.eval.metrics import compute_depth_metrics  # noqa: E402
+from depth.eval.robustness import RESOLUTION_FACTORS, zoom_robustness  # noqa: E402
+from depth.inference import predict_disparities  # noqa: E402
+from depth.io.checkpoint import load_checkpoint  # noqa: E402
+from depth.model import load_model  # noqa: E402
+from depth.train.trainer import Trainer  # noqa: E402
 
 BASE = ROOT / "configs" / "synthetic.yaml"
 DABNET = ROOT / "configs" / "synthetic_dabnet.yaml"

@@ -2,8 +2,8 @@
 
 The synthetic test drive is rendered again through lenses of other focal lengths (same poses and
 scene, intrinsics in the calibration files: ``python -m data.synthetic --lens-factors 0.75 1.5``,
-data/synthetic_lenses.py). Every finished run of ``bench/ablation.py`` in ``--out`` is scored on
-each lens through the one prediction path (``depth.model.predict_disparities``), dense GT, Eigen
+data/synthetic/lenses.py). Every finished run of ``bench/ablation.py`` in ``--out`` is scored on
+each lens through the one prediction path (``depth.inference.predict_disparities``), dense GT, Eigen
 protocol (Garg crop, 80 m cap):
 
 * **median**: abs rel and δ1 with per-image median scaling (what the ablation table reports);
@@ -38,12 +38,13 @@ from bench.ablation import BASE, VARIANTS, _cell, finished  # noqa: E402
 from common.atomic import atomic_write_text  # noqa: E402
 from data.kitti import KittiImageSet  # noqa: E402
 from data.splits import read_split_file  # noqa: E402
-from data.synthetic_lenses import render_lenses  # noqa: E402
+from data.synthetic.lenses import render_lenses  # noqa: E402
 from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
 from depth.config import load_config  # noqa: E402
-from depth.metrics import compute_depth_metrics  # noqa: E402
-from depth.model import load_model, predict_disparities  # noqa: E402
-from depth.scale import stereo_scale  # noqa: E402
+from depth.eval.metrics import compute_depth_metrics  # noqa: E402
+from depth.eval.scale import stereo_scale  # noqa: E402
+from depth.inference import predict_disparities  # noqa: E402
+from depth.model import load_model  # noqa: E402
 
 SCORE_FILE = "cameras.json"
 

@@ -40,11 +40,11 @@ import torch.nn.functional as F  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from bench.infer_speed import export_and_time  # noqa: E402
-from depth.batch import FrameBatch  # noqa: E402
+from data.samples import FrameBatch  # noqa: E402
 from depth.config import load_config  # noqa: E402
-from depth.export import DepthExportModel  # noqa: E402
+from depth.io.onnx_file import DepthExportModel  # noqa: E402
 from depth.networks import DepthNet  # noqa: E402
-from depth.trainer import Trainer  # noqa: E402
+from depth.train.trainer import Trainer  # noqa: E402
 
 ENCODERS = "resnet18,resnet50,hrnet_w18,efficientnet_b0,convnext_tiny"
 REFERENCE = "resnet18"

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from data.velodyne import SparseGT, export_gt, save_dense_gt, save_sparse_gt  # noqa: E402
-from depth.metrics import compute_depth_metrics  # noqa: E402
+from depth.eval.gt import SparseGT, export_gt, save_dense_gt, save_sparse_gt  # noqa: E402
+from depth.eval.metrics import compute_depth_metrics  # noqa: E402
 
 MIN_DEPTH, MAX_DEPTH = 1e-3, 80.0
 NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
@@ -170,7 +170,7 @@ def bench_metrics(args, gts, preds, tmp: Path):
     if not args.skip_cold_compile:
         env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp / "numba_cold"))
         code = ("import sys,time; sys.path.insert(0, %r); t=time.perf_counter(); "
-                "from depth.metrics import warmup; warmup(); print(time.perf_counter()-t)" % str(ROOT))
+                "from depth.eval.metrics import warmup; warmup(); print(time.perf_counter()-t)" % str(ROOT))
         t = float(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
                                  text=True).stdout.split()[-1])
         row("numba compile, cold cache (both GT kinds, separate process)", t)

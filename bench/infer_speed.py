@@ -30,7 +30,7 @@ import onnxruntime  # noqa: E402
 import torch  # noqa: E402
 
 from depth.config import Config  # noqa: E402
-from depth.export import DepthExportModel, export_onnx, onnx_session, verify_onnx  # noqa: E402
+from depth.io.onnx_file import DepthExportModel, export_onnx, onnx_session, verify_onnx  # noqa: E402
 from depth.model import build_networks, load_model  # noqa: E402
 
 GOAL = 0.7

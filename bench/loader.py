@@ -39,10 +39,10 @@ sys.path.insert(0, str(ROOT))
 
 from data.frames import resize_intrinsics  # noqa: E402
 from data.kitti import KittiRawDataset, image_path, kitti_intrinsics  # noqa: E402
+from data.samples import collate  # noqa: E402
 from data.splits import read_split_file  # noqa: E402
 from data.synthetic import generate  # noqa: E402
-from depth.batch import collate  # noqa: E402
-from depth.sampling import EpochIndexed, ResumableSampler  # noqa: E402
+from depth.train.sampling import EpochIndexed, ResumableSampler  # noqa: E402
 
 
 class PILReference(Dataset):

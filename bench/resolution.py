@@ -8,7 +8,7 @@ scaling). Prints abs rel and δ1 per size and each size's abs rel relative to 1x
     python bench/resolution.py --checkpoint runs/synthetic [--checkpoint other_run ...]
 
 The same curve is a column group of ``bench/ablation.py``; the library function is
-``depth.evaluation.resolution_curve`` (``evaluate.py depth --height H --width W`` scores one size).
+``depth.eval.robustness.resolution_curve`` (``evaluate.py depth --height H --width W`` scores one size).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from data.kitti import KittiImageSet  # noqa: E402
 from data.splits import read_split_file, split_file  # noqa: E402
 from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
 from depth.config import Config, load_config  # noqa: E402
-from depth.evaluation import RESOLUTION_FACTORS, resolution_curve  # noqa: E402
+from depth.eval.robustness import RESOLUTION_FACTORS, resolution_curve  # noqa: E402
 from depth.model import load_model  # noqa: E402
 
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from common.atomic import atomic_write_text  # noqa: E402
 from data.datasets import build_training_data  # noqa: E402
 from depth.config import load_config  # noqa: E402
-from depth.trainer import Trainer, ValidationData  # noqa: E402
+from depth.train.trainer import Trainer, ValidationData  # noqa: E402
 
 MONODEPTH2 = ["model.init_depth=0", "model.pose_translation_scale=0.01", "optim.lr=1e-4",
               "optim.warmup_steps=0", "optim.step_milestones=[]", "optim.milestones=[1000]"]

@@ -6,7 +6,7 @@ the final checkpoint and scores it with the project's metrics (Eigen protocol: G
 two ways:
 
 * ``--stereo``: depth x the scale implied by the training baseline
-  (``depth.scale.stereo_scale``: stereo_baseline_metric / stereo_baseline), no median scaling;
+  (``depth.eval.scale.stereo_scale``: stereo_baseline_metric / stereo_baseline), no median scaling;
 * median scaling per image (how monocular models are scored).
 
 Prints both abs rel figures, their ratio (acceptance: fixed / median <= 1.5) and the median ratio
@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -31,10 +30,10 @@ from data.kitti import KittiImageSet  # noqa: E402
 from data.splits import read_split_file, split_file  # noqa: E402
 from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
 from depth.config import load_config  # noqa: E402
-from depth.metrics import compute_depth_metrics, markdown_metrics_table  # noqa: E402
-from depth.model import load_model, predict_disparities  # noqa: E402
-from depth.scale import stereo_scale  # noqa: E402
-
+from depth.eval.metrics import compute_depth_metrics, markdown_metrics_table  # noqa: E402
+from depth.eval.scale import stereo_scale  # noqa: E402
+from depth.inference import predict_disparities  # noqa: E402
+from depth.model import load_model  # noqa: E402
 
 
 def main() -> int:

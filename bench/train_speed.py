@@ -31,11 +31,10 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from depth.batch import FrameBatch  # noqa: E402
+from data.samples import FrameBatch  # noqa: E402
 from depth.config import Config, load_config  # noqa: E402
 from depth.model import build_networks  # noqa: E402
-from depth.trainer import Trainer  # noqa: E402
-
+from depth.train.trainer import Trainer  # noqa: E402
 
 # ------------------------------------------------------------------ the minimal step (docs/method.md)
 

@@ -73,7 +73,7 @@ def _validation_split(split: str) -> Path | None:
 @dataclass
 class RunData:
     """What a training run reads: the training samples; validation frames with GT
-    (``val_images``/``val_gt``, what :class:`depth.trainer.ValidationData` holds; None without
+    (``val_images``/``val_gt``, what :class:`depth.train.trainer.ValidationData` holds; None without
     GT); held-out samples for the validation loss when there is no GT (``val_samples``: the video
     dataset's held-out sequences or frames; else None)."""
 

@@ -107,8 +107,8 @@ class FrameSampleDataset(Dataset):
     Subclasses implement ``__len__`` and :meth:`load_frames`, which returns the un-augmented
     ``H x W x 3`` uint8 frames at the network size (target first) and ``K`` for that size.
 
-    A sample is a dict of tensors (what :func:`depth.batch.collate` stacks into a
-    :class:`depth.batch.FrameBatch`): ``color`` ``(F, 3, H, W)`` un-jittered frames in ``[0, 1]``,
+    A sample is a dict of tensors (what :func:`data.samples.collate` stacks into a
+    :class:`data.samples.FrameBatch`): ``color`` ``(F, 3, H, W)`` un-jittered frames in ``[0, 1]``,
     ``color_aug`` the same frames with the sample's jitter, ``K`` ``(3, 3)``, ``index``; stereo
     datasets add ``T_stereo`` ``(4, 4)``.
     """

@@ -25,8 +25,14 @@ from tqdm import tqdm
 
 from common.atomic import atomic_write, atomic_write_text
 from data.calib import intrinsics_from_calib
-from data.frames import (BadSampleError, FrameSampleDataset, monodepth2_intrinsics, read_image, resize_image,
-                         resize_intrinsics)
+from data.frames import (
+    BadSampleError,
+    FrameSampleDataset,
+    monodepth2_intrinsics,
+    read_image,
+    resize_image,
+    resize_intrinsics,
+)
 from data.splits import SplitEntry
 
 __all__ = [
@@ -37,7 +43,7 @@ __all__ = [
 SIDE_TO_CAM = {"l": 2, "r": 3}
 # Metres between image_02 and image_03 (rounded, as Monodepth2). Training with this value as the
 # stereo translation gives depth in metres (evaluation scale 1); Monodepth2 trains with 0.1 instead,
-# so that its depth x 0.54 / 0.1 = 5.4 is metres (see depth.scale.stereo_scale).
+# so that its depth x 0.54 / 0.1 = 5.4 is metres (see depth.eval.scale.stereo_scale).
 STEREO_BASELINE_KITTI = 0.54
 
 

@@ -38,6 +38,7 @@ import dataclasses
 import json
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,11 +46,19 @@ import cv2
 import numpy as np
 
 from common.atomic import atomic_write_text
-from data.frames import (IMAGE_EXTS, VIDEO_EXTS, BadSampleError, FrameSampleDataset, monodepth2_intrinsics,
-                         read_image, resize_image, resize_intrinsics)
+from data.frames import (
+    IMAGE_EXTS,
+    VIDEO_EXTS,
+    BadSampleError,
+    FrameSampleDataset,
+    monodepth2_intrinsics,
+    read_image,
+    resize_image,
+    resize_intrinsics,
+)
 
 __all__ = [
-    "IntrinsicsMissing", "Sequence", "decode_video", "discover_sequences",
+    "IntrinsicsMissing", "Sequence", "decode_video", "video_frames", "video_frame_count", "discover_sequences",
     "parse_intrinsics_text", "read_intrinsics_file", "split_sequences", "hold_out_tail", "frame_differences",
     "VideoFolderDataset", "build_video_data", "INTRINSICS_HELP",
 ]
@@ -109,6 +118,44 @@ def _source_stamp(path: Path, stride: int) -> dict:
     return {"source": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "stride": stride}
 
 
+def video_frames(path: str | Path, stride: int = 1, rgb: bool = True) -> Iterator[np.ndarray]:
+    """Frames ``0, stride, 2*stride, ...`` of a video file, decoded with OpenCV one at a time:
+    ``H x W x 3`` uint8, RGB (``rgb``) or OpenCV's BGR. The one place videos are decoded (training
+    folders: :func:`decode_video`; ``python -m depth.predict``). A missing file, one OpenCV cannot
+    open, or one without a decodable frame raises :class:`BadSampleError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadSampleError(f"missing video: {path}")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise BadSampleError(f"corrupt or unreadable video: {path}")
+    n_read = n_kept = 0
+    try:
+        while True:
+            if n_read % stride == 0:
+                ok, frame = cap.read()
+                if not ok or frame is None:
+                    break
+                n_kept += 1
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if rgb else frame
+            elif not cap.grab():
+                break
+            n_read += 1
+    finally:
+        cap.release()
+    if n_kept == 0:
+        raise BadSampleError(f"corrupt or unreadable video (no frame decoded): {path}")
+
+
+def video_frame_count(path: str | Path) -> int:
+    """OpenCV's frame count of a video (from its header: may be approximate; 0 when unreadable)."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))) if cap.isOpened() else 0
+    finally:
+        cap.release()
+
+
 def decode_video(path: str | Path, out_dir: str | Path, stride: int = 1, quality: int = 95,
                  verbose: bool = False) -> list[Path]:
     """Frames ``0, stride, 2*stride, ...`` of a video as ``out_dir/%06d.jpg`` (decoded once; reused
@@ -129,26 +176,11 @@ def decode_video(path: str | Path, out_dir: str | Path, stride: int = 1, quality
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("*.jpg"):
         old.unlink()
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise BadSampleError(f"corrupt or unreadable video: {path}")
-    n_read = n_kept = 0
-    try:
-        while True:
-            if n_read % stride == 0:
-                ok, frame = cap.read()
-                if not ok or frame is None:
-                    break
-                if not cv2.imwrite(str(out_dir / f"{n_kept:06d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, quality]):
-                    raise OSError(f"could not write decoded frames to {out_dir}")
-                n_kept += 1
-            elif not cap.grab():
-                break
-            n_read += 1
-    finally:
-        cap.release()
-    if n_kept == 0:
-        raise BadSampleError(f"corrupt or unreadable video (no frame decoded): {path}")
+    n_kept = 0
+    for frame in video_frames(path, stride, rgb=False):
+        if not cv2.imwrite(str(out_dir / f"{n_kept:06d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, quality]):
+            raise OSError(f"could not write decoded frames to {out_dir}")
+        n_kept += 1
     atomic_write_text(marker, json.dumps({**want, "frames": n_kept}, indent=2) + "\n")
     if verbose:
         print(f"decoded {path.name}: {n_kept} frames (stride {stride}) -> {out_dir}", flush=True)

@@ -7,8 +7,8 @@ exit status 2; ``--debug`` adds the traceback.
 Bad input is what the project raises for a file, a value or a key that cannot be used: config
 errors and other ``ValueError``\\s, missing or unreadable files (``OSError``), missing keys
 (``KeyError``: a calibration file without ``P_rect_02``), unreadable checkpoints
-(:class:`depth.checkpoint.CheckpointError`), bad frames (:class:`data.frames.BadSampleError`,
-:class:`depth.batch.BadBatchError`) and the command's own input errors (``extra`` types). Anything
+(:class:`depth.io.checkpoint.CheckpointError`), bad frames (:class:`data.frames.BadSampleError`,
+:class:`data.samples.BadBatchError`) and the command's own input errors (``extra`` types). Anything
 else is a defect and keeps its traceback (exit status 1).
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ import traceback
 from collections.abc import Callable
 
 from data.frames import BadSampleError
-from depth.batch import BadBatchError
-from depth.checkpoint import CheckpointError
+from data.samples import BadBatchError
+from depth.io.checkpoint import CheckpointError
 
 __all__ = ["BAD_INPUT", "EXIT_BAD_INPUT", "add_debug_flag", "command_errors", "error_line"]
 

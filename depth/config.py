@@ -76,7 +76,7 @@ class ModelConfig:
     # [H, W] at which the pose net sees the frames (resized inside it); [] = the data size
     pose_size: list[int] = field(default_factory=list)
     # ImageNet weights for both encoders from model.weights_path or the torch / Hugging Face hub caches
-    # (depth/imagenet.py); true and not found = the run stops before any work. false = train from scratch.
+    # (depth/io/imagenet.py); true and not found = the run stops before any work. false = train from scratch.
     pretrained: bool = True
     # optional local ImageNet state dict of model.encoder (also of a pose_encoder of the same architecture)
     weights_path: str = ""

@@ -3,7 +3,7 @@
     python -m depth.predict (--checkpoint CKPT | --onnx model.onnx) INPUT... --out DIR
         [--scale S] [--device auto|cpu|cuda] [--height H --width W]
 
-Every frame goes through :func:`depth.model.predict_disparities` (resized to the network's input
+Every frame goes through :func:`depth.inference.predict_disparities` (resized to the network's input
 size with ``INTER_AREA``, as in training and evaluation), and its scaled disparity (``1/depth``,
 docs/method.md §2) is resized back to the frame's own size (bilinear). Per frame two files are written:
 
@@ -15,9 +15,7 @@ docs/method.md §2) is resized back to the frame's own size (bilinear). Per fram
   relative depth, correct only up to an unknown scale factor (no median scaling is applied).
 
 Inputs: image files, folders (their images and videos, sorted, not recursive) and video files
-(decoded with OpenCV, one output pair per frame). Output names: an image ``x.png`` gives
-``DIR/x_*``; a folder ``.../f`` gives ``DIR/f/<stem>_*``; a video ``v.mp4`` gives
-``DIR/v/<frame:06d>_*``; clashing names get a ``_1``, ``_2`` ... suffix. A missing or unreadable
+(decoded with OpenCV, one output pair per frame); output names: :mod:`depth.io.predictions`. A missing or unreadable
 input is reported (naming the file) and skipped; the exit code is then 1 after all other inputs
 were processed (2 for bad arguments or a model that cannot be loaded).
 """
@@ -25,187 +23,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
-import onnxruntime as ort
-import torch
-from torch import Tensor
 from tqdm import tqdm
 
-from data.frames import IMAGE_EXTS, VIDEO_EXTS, BadSampleError, read_image
-from data.video import read_intrinsics_file
+from data.frames import BadSampleError, read_image
+from data.video import read_intrinsics_file, video_frames
 from depth.cli import add_debug_flag, command_errors
-from depth.export import onnx_session
-from depth.model import load_model, predict_disparities
-from depth.scale import camera_height_scale, stereo_scale
-from depth.visualize import colorize_disparity
+from depth.eval.scale import ground_scale
+from depth.inference import TorchDepthRunner, predict_frame
+from depth.io.onnx_file import OnnxDepthRunner
+from depth.io.predictions import collect_jobs, write_outputs
 
-__all__ = ["TorchDepthRunner", "OnnxDepthRunner", "collect_jobs", "predict_frame", "side_by_side", "main"]
+__all__ = ["main"]
 
 
 class InputError(RuntimeError):
     """An input that cannot be read; the message names the file."""
-
-
-# --------------------------------------------------------------------------------------- runners
-# A runner is a prediction callable of depth.model (network-size (N, 3, h, w) batch in [0, 1] ->
-# (N, 1, h, w)) with what predict_disparities needs to run it: ``output`` ("sigmoid" or
-# "disparity"), ``device`` (where batches go; None = CPU), ``width``/``height`` (network input
-# size) and ``min_depth``/``max_depth``.
-
-class TorchDepthRunner:
-    """The depth network of a checkpoint (PyTorch); returns its sigmoid."""
-
-    output = "sigmoid"
-
-    def __init__(self, checkpoint: str | Path, device: str = "auto", height: int | None = None,
-                 width: int | None = None):
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("--device cuda requested but CUDA is not available")
-        self.device = torch.device(device)
-        nets, cfg = load_model(checkpoint, map_location="cpu")
-        self.net = nets.depth_net.to(self.device).eval()
-        self.height = int(height or cfg.data.height)
-        self.width = int(width or cfg.data.width)
-        self.min_depth, self.max_depth = cfg.model.min_depth, cfg.model.max_depth
-        self.stereo_scale = stereo_scale(cfg)  # None for monocular models
-        self.description = f"PyTorch checkpoint {checkpoint} on {self.device}"
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return self.net(x)
-
-
-class OnnxDepthRunner:
-    """An exported ONNX file run with onnxruntime (size and output kind from its metadata);
-    returns the scaled disparity."""
-
-    output = "disparity"
-    device = None  # onnxruntime takes CPU arrays whatever provider runs the graph
-
-    def __init__(self, path: str | Path, device: str = "auto"):
-        if not Path(path).is_file():
-            raise RuntimeError(f"ONNX file not found: {path}")
-        if device == "auto":
-            device = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
-        self.session = onnx_session(path, device)
-        meta = self.session.get_modelmeta().custom_metadata_map
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        shape = inp.shape
-        self.height = int(meta.get("height") or shape[2])
-        self.width = int(meta.get("width") or shape[3])
-        self.output_kind = meta.get("output_kind", "disparity")
-        if self.output_kind not in ("disparity", "depth"):
-            raise RuntimeError(f"{path}: unknown output_kind {self.output_kind!r} in its metadata")
-        self.min_depth = float(meta.get("min_depth", 0.1))
-        self.max_depth = float(meta.get("max_depth", 100.0))
-        self.stereo_scale = None
-        self.description = f"ONNX {path} ({self.output_kind}) on {self.session.get_providers()[0]}"
-
-    def __call__(self, x: Tensor) -> Tensor:
-        out = self.session.run(None, {self.input_name: x.numpy().astype(np.float32)})[0]
-        return torch.from_numpy(out if self.output_kind == "disparity" else 1.0 / out)
-
-
-# ---------------------------------------------------------------------------------------- inputs
-@dataclass
-class Job:
-    """One input: an image or a video, and the output prefix (without ``_disp.png``)."""
-
-    kind: str  # image | video
-    path: Path
-    prefix: Path  # image: DIR/.../stem ; video: DIR/.../videostem (frames go inside)
-    frames: int = 1  # expected frames (videos: OpenCV's count, may be approximate)
-
-
-def _unique(prefix: Path, used: set[Path]) -> Path:
-    out, i = prefix, 0
-    while out in used:
-        i += 1
-        out = prefix.with_name(f"{prefix.name}_{i}")
-    used.add(out)
-    return out
-
-
-def _video_frame_count(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    try:
-        return max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))) if cap.isOpened() else 0
-    finally:
-        cap.release()
-
-
-def collect_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[str]]:
-    """Expand the command-line inputs into jobs; returns ``(jobs, errors)`` (errors name the file)."""
-    jobs, errors, used = [], [], set()
-
-    def add(path: Path, parent: Path) -> None:
-        if path.suffix.lower() in VIDEO_EXTS:
-            jobs.append(Job("video", path, _unique(parent / path.stem, used), _video_frame_count(path)))
-        else:
-            jobs.append(Job("image", path, _unique(parent / path.stem, used)))
-
-    for raw in inputs:
-        p = Path(raw)
-        if p.is_dir():
-            files = sorted(f for f in p.iterdir()
-                           if f.is_file() and f.suffix.lower() in IMAGE_EXTS + VIDEO_EXTS)
-            if not files:
-                errors.append(f"{p}: folder holds no images or videos")
-                continue
-            folder = _unique(out_dir / (p.resolve().name or "input"), used)
-            for f in files:
-                add(f, folder)
-        elif p.is_file():
-            add(p, out_dir)
-        else:
-            errors.append(f"missing input: {p}")
-    return jobs, errors
-
-
-def _read_video(path: Path) -> Iterator[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise InputError(f"corrupt or unreadable video: {path}")
-    n = 0
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok or frame is None:
-                break
-            n += 1
-            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-    finally:
-        cap.release()
-    if n == 0:
-        raise InputError(f"corrupt or unreadable video (no frame decoded): {path}")
-
-
-# ------------------------------------------------------------------------------------- per frame
-def side_by_side(rgb: np.ndarray, disp: np.ndarray) -> np.ndarray:
-    """Input (top) and magma disparity (bottom) of the same size: ``(2H, W, 3)`` uint8 RGB."""
-    colour = colorize_disparity(torch.from_numpy(np.ascontiguousarray(disp[None], dtype=np.float32)))
-    return np.concatenate([rgb, colour.transpose(1, 2, 0)], axis=0)
-
-
-def predict_frame(runner, rgb: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``H x W x 3`` uint8 RGB -> (disparity, depth), float32 ``H x W`` at the frame's size.
-
-    ``depth = scale / disparity`` when ``scale`` is given, else ``1 / disparity`` (relative)."""
-    h0, w0 = rgb.shape[:2]
-    disp = predict_disparities(runner, [rgb], (runner.width, runner.height), min_depth=runner.min_depth,
-                               max_depth=runner.max_depth, output=runner.output, device=runner.device)[0]
-    if disp.shape != (h0, w0):
-        disp = cv2.resize(disp, (w0, h0), interpolation=cv2.INTER_LINEAR)
-    disp = np.clip(disp, 1.0 / runner.max_depth, 1.0 / runner.min_depth)  # bilinear keeps the range
-    depth = (1.0 if scale is None else float(scale)) / disp
-    return disp, depth.astype(np.float32)
 
 
 def _input_intrinsics(args) -> tuple[np.ndarray, tuple[int, int] | None]:
@@ -218,25 +53,6 @@ def _input_intrinsics(args) -> tuple[np.ndarray, tuple[int, int] | None]:
                          "--fx --fy --cx --cy (pixels of the input images)")
     fx, fy, cx, cy = vals
     return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64), None
-
-
-def ground_scale(depth: np.ndarray, K_size: tuple[np.ndarray, tuple[int, int] | None], shape,
-                 camera_height: float) -> float:
-    """Factor putting the ground plane of ``depth`` (at the input's size) ``camera_height`` below."""
-    K, size = K_size
-    K = np.asarray(K, dtype=np.float64).copy()
-    if size is not None and tuple(size) != (shape[1], shape[0]):
-        K[0] *= shape[1] / size[0]
-        K[1] *= shape[0] / size[1]
-    return camera_height_scale(depth, K, camera_height)[0]
-
-
-def _write_outputs(prefix: Path, rgb: np.ndarray, disp: np.ndarray, depth: np.ndarray) -> None:
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    png = prefix.with_name(prefix.name + "_disp.png")
-    if not cv2.imwrite(str(png), cv2.cvtColor(side_by_side(rgb, disp), cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {png}")
-    np.save(prefix.with_name(prefix.name + "_depth.npy"), depth)
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -322,14 +138,14 @@ def main(argv: list[str] | None = None) -> int:
                 if job.kind == "image":
                     rgb = read_image(job.path)
                     disp, depth = predict(rgb)
-                    _write_outputs(job.prefix, rgb, disp, depth)
+                    write_outputs(job.prefix, rgb, disp, depth)
                     written += 1
                     bar.update(1)
                 else:
                     n = 0
-                    for n, rgb in enumerate(_read_video(job.path), start=1):
+                    for n, rgb in enumerate(video_frames(job.path), start=1):
                         disp, depth = predict(rgb)
-                        _write_outputs(job.prefix / f"{n - 1:06d}", rgb, disp, depth)
+                        write_outputs(job.prefix / f"{n - 1:06d}", rgb, disp, depth)
                         written += 1
                         if n <= job.frames:
                             bar.update(1)

@@ -1,4 +1,4 @@
-"""A small re-implementation of Monodepth2's networks, for the tests of depth/monodepth2.py.
+"""A small re-implementation of Monodepth2's networks, for the tests of depth/io/monodepth2.py.
 
 Independent of the project's networks: the module structure (hence the state-dict key layout) and
 the forward passes are Monodepth2's --

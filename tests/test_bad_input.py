@@ -15,9 +15,9 @@ import torch
 from data.datasets import build_training_data
 from data.frames import BadSampleError
 from data.velodyne import load_velodyne_points
-from depth.checkpoint import load_checkpoint
 from depth.config import ConfigError, load_config
-from depth.trainer import NonFiniteLossError, Trainer
+from depth.io.checkpoint import load_checkpoint
+from depth.train.trainer import NonFiniteLossError, Trainer
 from train import skipped_errors
 
 pytestmark = pytest.mark.usefixtures("one_thread")

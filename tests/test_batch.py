@@ -1,11 +1,11 @@
-"""depth/batch.py: collate into a FrameBatch, bad-sample markers, and the skip path of EpochIndexed."""
+"""data/samples.py: collate into a FrameBatch, bad-sample markers, and the skip path of EpochIndexed."""
 from __future__ import annotations
 
 import torch
 
 from data.frames import BadSampleError
-from depth.batch import BadSample, FrameBatch, collate
-from depth.sampling import EpochIndexed
+from data.samples import BadSample, FrameBatch, collate
+from depth.train.sampling import EpochIndexed
 
 
 def _sample(i: int, stereo: bool = False) -> dict:

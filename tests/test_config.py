@@ -10,7 +10,7 @@ import torch
 
 from depth.config import Config, ConfigError, TrainConfig, closest_keys, from_dict, load_config, to_dict
 from depth.networks import DepthNet
-from depth.trainer import Trainer
+from depth.train.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,9 +5,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from data.kitti import KittiRawDataset
+from data.samples import collate
 from data.splits import read_split_file
-from depth.batch import collate
-from depth.sampling import EpochIndexed, ResumableSampler
+from depth.train.sampling import EpochIndexed, ResumableSampler
 
 
 def _dataset(root, **kw):

@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from data.datasets import build_training_data
-from depth.checkpoint import load_checkpoint
+from data.samples import collate
 from depth.config import load_config
-from depth.batch import collate
-from depth.sampling import ResumableSampler
-from depth.trainer import Trainer
+from depth.io.checkpoint import load_checkpoint
+from depth.train.sampling import ResumableSampler
+from depth.train.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,4 +1,4 @@
-"""depth/evaluation.py (scale tests, ATE), the post-processing of depth/model.py and the evaluate.py
+"""depth/eval/eigen.py (scale tests, ATE), the post-processing of depth/model.py and the evaluate.py
 command line."""
 from __future__ import annotations
 
@@ -11,12 +11,24 @@ import numpy as np
 import pytest
 import torch
 
-from data.velodyne import SparseGT, save_sparse_gt
 from depth.config import load_config
-from depth.evaluation import (compute_ate, dump_xyz, gt_local_poses, load_odometry_poses,
-                              predict_relative_poses, scale_robustness, snippet_ates, zoom_robustness)
-from depth.metrics import compute_depth_metrics
-from depth.model import batch_post_process_disparity, centre_window, predict_disparities, zoom_post_process
+from depth.eval.gt import SparseGT, save_sparse_gt
+from depth.eval.metrics import compute_depth_metrics
+from depth.eval.pose import (
+    compute_ate,
+    dump_xyz,
+    gt_local_poses,
+    load_odometry_poses,
+    predict_relative_poses,
+    snippet_ates,
+)
+from depth.eval.robustness import scale_robustness, zoom_robustness
+from depth.inference import (
+    batch_post_process_disparity,
+    centre_window,
+    predict_disparities,
+    zoom_post_process,
+)
 from tests.helpers import write_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,9 +12,10 @@ import torch
 from onnx import TensorProto, helper
 
 from depth.config import Config
-from depth.export import DepthExportModel, UnsupportedOpError, check_image, check_onnx_ops, main, verify_onnx
+from depth.export import main
 from depth.geometry import disp_to_depth
-from depth.model import network_input
+from depth.inference import network_input
+from depth.io.onnx_file import DepthExportModel, UnsupportedOpError, check_image, check_onnx_ops, verify_onnx
 from tests.helpers import procedural_image, write_checkpoint
 
 H, W = 64, 192

@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from depth.losses import (LossTerms, min_reprojection, self_supervised_loss, smoothness_first_order,
-                          smoothness_second_order)
+from depth.train.losses import (
+    LossTerms,
+    min_reprojection,
+    self_supervised_loss,
+    smoothness_first_order,
+    smoothness_second_order,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

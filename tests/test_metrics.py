@@ -1,13 +1,19 @@
-"""depth/metrics.py against an independent plain-numpy implementation of the Eigen protocol."""
+"""depth/eval/metrics.py against an independent plain-numpy implementation of the Eigen protocol."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
 
-from data.velodyne import SparseGT
-from depth.metrics import (METRIC_NAMES, compute_depth_metrics, compute_depth_metrics_per_image,
-                           garg_crop_box, markdown_metrics_table, resize_linear)
+from depth.eval.gt import SparseGT
+from depth.eval.metrics import (
+    METRIC_NAMES,
+    compute_depth_metrics,
+    compute_depth_metrics_per_image,
+    garg_crop_box,
+    markdown_metrics_table,
+)
+from depth.resample import resize_linear
 
 
 def _numpy_reference(preds, gts, *, median=True, scale=1.0, garg=True, range_mask=True, windows=None,

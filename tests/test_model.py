@@ -18,12 +18,13 @@ import torchvision.models as tvm
 import evaluate
 from data.datasets import build_training_data
 from data.frames import frames_to_tensor
-from data.velodyne import save_dense_gt
-from depth.checkpoint import save_checkpoint
 from depth.config import Config, ConfigError, load_config, to_dict
+from depth.eval.gt import save_dense_gt
 from depth.geometry import disp_to_depth
-from depth.model import Networks, build_networks, load_model, network_input, predict_disparities
-from depth.trainer import Trainer, ValidationData
+from depth.inference import network_input, predict_disparities
+from depth.io.checkpoint import save_checkpoint
+from depth.model import Networks, build_networks, load_model
+from depth.train.trainer import Trainer, ValidationData
 from tests.helpers import procedural_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -21,16 +21,16 @@ import torch
 
 import evaluate
 from data.datasets import build_training_data
+from data.samples import collate
 from depth import convert, export, predict
-from depth.batch import collate
 from depth.config import Config, load_config, to_dict
-from depth.evaluation import load_odometry_poses, snippet_ates
+from depth.eval.pose import load_odometry_poses, snippet_ates
+from depth.eval.scale import stereo_eval_scale, stereo_scale
 from depth.geometry import disp_to_depth, pose_vector_to_matrix
-from depth.finetune import init_networks
+from depth.io.monodepth2 import EXTRA_KEY, Monodepth2FormatError, monodepth2_state_dicts
 from depth.model import build_networks, load_model
-from depth.monodepth2 import EXTRA_KEY, Monodepth2FormatError, monodepth2_state_dicts
-from depth.scale import stereo_eval_scale, stereo_scale
-from depth.trainer import Trainer
+from depth.train.finetune import init_networks
+from depth.train.trainer import Trainer
 from tests import monodepth2_reference as ref
 from tests.helpers import procedural_image
 

@@ -9,7 +9,8 @@ import torch
 from onnx import TensorProto, helper
 
 from depth.config import Config
-from depth.predict import ground_scale, main
+from depth.eval.scale import ground_scale
+from depth.predict import main
 from depth.visualize import colorize_disparity
 from tests.helpers import write_checkpoint
 

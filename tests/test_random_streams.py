@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from data.datasets import build_training_data
-from depth import trainer as trainer_module
 from depth.config import load_config
-from depth.trainer import RANDOM_STREAMS, Trainer, collate, step_seed, stream_seed
+from depth.train import trainer as trainer_module
+from depth.train.trainer import RANDOM_STREAMS, Trainer, collate, step_seed, stream_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 

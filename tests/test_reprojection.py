@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from depth.geometry import pose_vector_to_matrix
-from depth.reprojection import photometric_error, ssim, warp
+from depth.train.reprojection import photometric_error, ssim, warp
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -12,11 +12,12 @@ import torch
 import evaluate
 from data.kitti import KittiImageSet
 from data.splits import read_split_file, split_file
-from data.velodyne import benchmark_png_path, read_benchmark_png, save_dense_gt
+from data.velodyne import benchmark_png_path, read_benchmark_png
 from depth.config import load_config
-from depth.evaluation import RESOLUTION_FACTORS, resolution_curve, scaled_size
-from depth.metrics import compute_depth_metrics
-from depth.model import predict_disparities
+from depth.eval.gt import save_dense_gt
+from depth.eval.metrics import compute_depth_metrics
+from depth.eval.robustness import RESOLUTION_FACTORS, resolution_curve, scaled_size
+from depth.inference import predict_disparities
 from tests.helpers import write_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

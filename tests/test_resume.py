@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from depth.checkpoint import load_checkpoint, save_checkpoint
+from depth.io.checkpoint import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4  # 2 steps per epoch on the tiny split (5 samples, batch 2)
@@ -86,7 +86,7 @@ def test_sigkill_and_resume_is_bit_exact(tiny_synthetic, tmp_path):
 _WRITER = r"""
 import sys, time, torch
 sys.path.insert(0, sys.argv[3])
-from depth.checkpoint import save_checkpoint
+from depth.io.checkpoint import save_checkpoint
 d, flag = sys.argv[1], sys.argv[2]
 real_save = torch.save
 def slow_save(obj, f, *a, **k):

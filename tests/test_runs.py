@@ -15,11 +15,16 @@ import torch
 import yaml
 
 from data.datasets import build_training_data
-from depth.checkpoint import (CheckpointError, RunExistsError, check_run_dir, clear_checkpoints,
-                              conflicting_checkpoints, find_checkpoint, load_checkpoint, run_dir_of,
-                              save_checkpoint)
 from depth.config import load_config
-from depth.trainer import Trainer
+from depth.io.checkpoint import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
+from depth.train.run_dir import (
+    RunExistsError,
+    check_run_dir,
+    clear_checkpoints,
+    conflicting_checkpoints,
+    run_dir_of,
+)
+from depth.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from common.atomic import atomic_write_dir, atomic_write_text
-from depth.checkpoint import atomic_torch_save, load_checkpoint, save_checkpoint
-from depth.sampling import ResumableSampler
+from depth.io.checkpoint import atomic_torch_save, load_checkpoint, save_checkpoint
+from depth.train.sampling import ResumableSampler
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

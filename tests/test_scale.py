@@ -7,8 +7,14 @@ import pytest
 from data.calib import intrinsics_from_calib
 from data.splits import read_split_file, split_file
 from data.velodyne import benchmark_png_path, read_benchmark_png
-from depth.scale import (backproject_band, camera_height_scale, camera_height_scale_many, fit_ground_plane,
-                         median_scale, median_scale_ratios)
+from depth.eval.scale import (
+    backproject_band,
+    camera_height_scale,
+    camera_height_scale_many,
+    fit_ground_plane,
+    median_scale,
+    median_scale_ratios,
+)
 
 K = np.array([[120.0, 0, 100.0], [0, 120.0, 30.0], [0, 0, 1]])  # 192x64, principal point off-centre
 H, W = 64, 192

@@ -3,23 +3,21 @@ reproduces the target (also for flipped samples), and the baseline convention (t
 metres) travels from the config to the dataset and to the evaluation scale."""
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from data.kitti import KittiRawDataset
-from data.splits import read_split_file, split_file
-from data.velodyne import benchmark_png_path, read_benchmark_png
 from data.datasets import build_training_data
-from data.splits import SplitEntry
-from depth.batch import collate
+from data.kitti import KittiRawDataset
+from data.samples import collate
+from data.splits import SplitEntry, read_split_file, split_file
+from data.velodyne import benchmark_png_path, read_benchmark_png
 from depth.config import from_dict, load_config, to_dict
+from depth.eval.scale import stereo_scale
 from depth.geometry import backproject, project
-from depth.reprojection import photometric_error, warp
-from depth.scale import stereo_scale
-from depth.trainer import Trainer
+from depth.train.reprojection import photometric_error, warp
+from depth.train.trainer import Trainer
 
 H, W = 128, 416
 

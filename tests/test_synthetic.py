@@ -14,7 +14,7 @@ from data import synthetic as S
 from data.calib import read_calib_file
 from data.splits import read_split_file
 from depth.geometry import backproject, project, scale_intrinsics
-from depth.reprojection import warp
+from depth.train.reprojection import warp
 
 W, H = S.WIDTH, S.HEIGHT
 

@@ -1,4 +1,4 @@
-"""The synthetic test drives through other lenses (data/synthetic_lenses.py): the calibration
+"""The synthetic test drives through other lenses (data/synthetic/lenses.py): the calibration
 says the lens the images were rendered with, the velodyne GT is re-projected through it, and a
 pixel's 3-D point is the one the original lens sees where the two calibrations say it is."""
 from __future__ import annotations
@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from data import synthetic as syn
+from data.synthetic import rig
 from data.calib import intrinsics_from_calib
 from data.splits import read_split_file
-from data.synthetic_lenses import lens_date, lens_intrinsics, lens_split_file, render_lenses
+from data.synthetic.lenses import lens_date, lens_intrinsics, lens_split_file, render_lenses
 from data.velodyne import benchmark_png_path, generate_depth_map, read_benchmark_png, velodyne_path
 
 
@@ -30,9 +31,9 @@ def test_splits_and_calibration(lensed):
         assert {e.date for e in entries} == {lens_date(f)}
         K, size = intrinsics_from_calib(root / lens_date(f), cam=2)
         assert size == (syn.WIDTH, syn.HEIGHT)
-        np.testing.assert_allclose(K[0, 0], syn.FX * f, rtol=1e-6)
-        np.testing.assert_allclose(K[1, 1], syn.FY * f, rtol=1e-6)
-        np.testing.assert_allclose(K[:2, 2], [syn.CX, syn.CY], rtol=1e-6)
+        np.testing.assert_allclose(K[0, 0], rig.FX * f, rtol=1e-6)
+        np.testing.assert_allclose(K[1, 1], rig.FY * f, rtol=1e-6)
+        np.testing.assert_allclose(K[:2, 2], [rig.CX, rig.CY], rtol=1e-6)
         np.testing.assert_array_equal(K, lens_intrinsics(f).astype(K.dtype))
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from data.datasets import build_training_data
+from data.samples import collate
 from depth.config import load_config
-from depth.batch import collate
-from depth.trainer import Trainer, ValidationData
+from depth.train.trainer import Trainer, ValidationData
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ import pytest
 
 import evaluate
 from data.calib import read_calib_file
-from data.velodyne import (SparseGT, _dedupe_monodepth2, choose_gt_format, export_gt, generate_depth_map, load_gt,
-                           load_velodyne_points, read_benchmark_png, save_dense_gt, save_sparse_gt)
+from data.velodyne import _dedupe_monodepth2, generate_depth_map, load_velodyne_points, read_benchmark_png
+from depth.eval.gt import SparseGT, choose_gt_format, export_gt, load_gt, save_dense_gt, save_sparse_gt
 
 DRIVE = "2011_09_26/2011_09_26_drive_0060_sync"
 FRAMES = (0, 4, 9)

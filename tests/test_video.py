@@ -13,12 +13,21 @@ import torch
 
 import train
 from data.frames import monodepth2_intrinsics
-from data.video import (IntrinsicsMissing, Sequence, VideoFolderDataset, build_video_data, decode_video,
-                        discover_sequences, hold_out_tail, parse_intrinsics_text, resolve_intrinsics,
-                        split_sequences)
-from depth.batch import collate
+from data.samples import collate
+from data.video import (
+    IntrinsicsMissing,
+    Sequence,
+    VideoFolderDataset,
+    build_video_data,
+    decode_video,
+    discover_sequences,
+    hold_out_tail,
+    parse_intrinsics_text,
+    resolve_intrinsics,
+    split_sequences,
+)
 from depth.config import ConfigError, load_config
-from depth.trainer import Trainer
+from depth.train.trainer import Trainer
 
 W0, H0 = 320, 176  # "original" frames (even sizes for the mp4 encoder)
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from depth.geometry import backproject, pose_vector_to_matrix, project
-from depth.reprojection import warp
-from depth.zoom import apply_zoom, full_boxes, sample_zoom_boxes, zoom_images, zoom_intrinsics
+from depth.train.reprojection import warp
+from depth.train.zoom import apply_zoom, full_boxes, sample_zoom_boxes, zoom_images, zoom_intrinsics
 
 H, W = 96, 320
 

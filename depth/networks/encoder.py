@@ -25,12 +25,12 @@ HRNets return their own multi-resolution branches (64-channel stem at 1/2, then 
 channels for HRNet-18, ``feature_location=""``), the features DIFFNet and DaB-Net decode, rather than
 timm's channel-increase head.
 
-ImageNet weights (a file found by :mod:`depth.imagenet`) load through timm's own pretrained path
+ImageNet weights (a file found by :mod:`depth.io.imagenet`) load through timm's own pretrained path
 (``pretrained_cfg_overlay=dict(file=...)``: its checkpoint filters, classifier removal and the
 input-convolution adaptation to ``C`` channels -- repeated and scaled by ``3 / C``, Monodepth2's
 "repeat and halve" for two frames). timm loads non-strictly for feature extractors, so the result is
 checked: every parameter of the encoder must equal a tensor of the file (or its adapted input
-convolution), else :class:`depth.imagenet.MissingWeightsError` names the layers left at random.
+convolution), else :class:`depth.io.imagenet.MissingWeightsError` names the layers left at random.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from timm.models import adapt_input_conv, load_state_dict, split_model_name_tag
 from torch import Tensor
 
-from depth.imagenet import MissingWeightsError
+from depth.io.imagenet import MissingWeightsError
 
 __all__ = ["EncoderLayout", "ARCH_OPTIONS", "create_encoder", "encode", "encoder_layout",
            "check_encoder_name"]
@@ -170,7 +170,7 @@ def create_encoder(name: str, in_chans: int = 3, weights: Path | str | None = No
                    key: str = "model.encoder") -> tuple[nn.Module, EncoderLayout]:
     """The timm feature extractor ``name`` taking ``in_chans`` channels and its layout.
 
-    ``weights``: an ImageNet state dict file (see :mod:`depth.imagenet`), loaded and checked as the
+    ``weights``: an ImageNet state dict file (see :mod:`depth.io.imagenet`), loaded and checked as the
     module doc says; None: timm's random initialisation (with :data:`ARCH_OPTIONS`).
     Raises ``ValueError`` (naming ``key``) for an unknown name or feature layout."""
     check_encoder_name(name, key)

@@ -13,7 +13,7 @@ For a dataset made by :func:`data.synthetic.generate` at ``root`` and a lens fac
                                                     give the same scans, and evaluation projects
                                                     them through the new calibration)
     <root>/splits/test_files_lens<f>.txt            the test list of that lens
-    <root>/<DATE>_lens<f>/lens.json                 parameters; written last (completion marker)
+    <root>/<DATE>_lens<f>/lens.json                 parameters (the folder is renamed into place last)
 
 ``f < 1`` is a wider lens (objects look smaller, as if farther), ``f > 1`` a longer one. A model
 whose depth is detached from apparent size keeps its error under one fixed scale across lenses.
@@ -28,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data import synthetic as syn
+from common.atomic import atomic_write_dir, atomic_write_text
+from data.synthetic import rig, scene, writer
+from data.synthetic.render import render
 
 __all__ = ["lens_date", "lens_split_file", "render_lenses", "lens_intrinsics"]
 
@@ -39,7 +41,7 @@ def _tag(factor: float) -> str:
 
 def lens_date(factor: float) -> str:
     """The date folder of lens ``factor`` (e.g. ``2030_01_01_lens0.75``)."""
-    return f"{syn.DATE}_lens{_tag(factor)}"
+    return f"{rig.DATE}_lens{_tag(factor)}"
 
 
 def lens_split_file(root: str | Path, factor: float) -> Path:
@@ -53,9 +55,9 @@ def lens_intrinsics(factor: float) -> np.ndarray:
     """``K_RECT`` with fx, fy multiplied by ``factor``, rounded as the calibration file writes it."""
     if not factor > 0:
         raise ValueError(f"lens factor must be > 0, got {factor}")
-    K = syn.K_RECT.copy()
-    K[0, 0] = float(syn._fmt(K[0, 0] * factor))
-    K[1, 1] = float(syn._fmt(K[1, 1] * factor))
+    K = rig.K_RECT.copy()
+    K[0, 0] = float(rig.calib_number(K[0, 0] * factor))
+    K[1, 1] = float(rig.calib_number(K[1, 1] * factor))
     return K
 
 
@@ -67,25 +69,23 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def _render_lens(root: Path, factor: float, params: dict, verbose: bool) -> None:
+    """Write lens ``factor``'s date folder whole (:func:`common.atomic.atomic_write_dir`), then its
+    split file (atomically)."""
     date = lens_date(factor)
-    final = root / date
-    tmp = root / f".{date}.partial-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
     K = lens_intrinsics(factor)
-    tmp.mkdir(parents=True)
-    (tmp / "calib_cam_to_cam.txt").write_text(syn._calib_cam_to_cam(K))
-    (tmp / "calib_velo_to_cam.txt").write_text(syn._calib_velo_to_cam())
     drives, frames, test_drives = params["drives"], params["frames"], params["test_drives"]
     lines: list[str] = []
     t0 = time.perf_counter()
-    try:
+
+    def fill(tmp: Path) -> None:
+        (tmp / "calib_cam_to_cam.txt").write_text(writer.calib_cam_to_cam_text(K))
+        (tmp / "calib_velo_to_cam.txt").write_text(writer.calib_velo_to_cam_text())
         for drive in range(drives - test_drives + 1, drives + 1):
-            dseed = syn.drive_seed(params["seed"], drive)
-            poses0 = syn.drive_trajectory(dseed, frames)
-            scene = syn.build_scene(dseed, length=float(poses0[-1, 2, 3]) + 100.0)
-            name = syn.drive_name(drive)
-            src, ddir = root / syn.DATE / name, tmp / name
+            dseed = scene.drive_seed(params["seed"], drive)
+            poses0 = scene.drive_trajectory(dseed, frames)
+            street = scene.build_scene(dseed, length=float(poses0[-1, 2, 3]) + 100.0)
+            name = writer.drive_name(drive)
+            src, ddir = root / rig.DATE / name, tmp / name
             dirs = {k: ddir / k / "data" for k in ("image_02", "image_03", "velodyne_points")}
             gt_dir = ddir / "proj_depth" / "groundtruth" / "image_02"
             for d in [*dirs.values(), gt_dir]:
@@ -95,32 +95,28 @@ def _render_lens(root: Path, factor: float, params: dict, verbose: bool) -> None
             shutil.copyfile(src / "poses_image_02.txt", ddir / "poses_image_02.txt")
             for i in range(frames):
                 T0 = poses0[i]
-                rgb2, depth2 = syn.render(scene, T0 @ syn.cam_offsets(2), K, syn.HEIGHT, syn.WIDTH)
-                rgb3, _ = syn.render(scene, T0 @ syn.cam_offsets(3), K, syn.HEIGHT, syn.WIDTH)
-                syn._write_png(dirs["image_02"] / f"{i:010d}.png", rgb2)
-                syn._write_png(dirs["image_03"] / f"{i:010d}.png", rgb3)
+                rgb2, depth2 = render(street, T0 @ rig.cam_offsets(2), K, rig.HEIGHT, rig.WIDTH)
+                rgb3, _ = render(street, T0 @ rig.cam_offsets(3), K, rig.HEIGHT, rig.WIDTH)
+                writer.write_png(dirs["image_02"] / f"{i:010d}.png", rgb2)
+                writer.write_png(dirs["image_03"] / f"{i:010d}.png", rgb3)
                 _link_or_copy(src / "velodyne_points" / "data" / f"{i:010d}.bin",
                               dirs["velodyne_points"] / f"{i:010d}.bin")
                 if 0 < i < frames - 1:
-                    d = np.where((depth2 > 0) & (depth2 <= syn.MAX_GT_DEPTH), depth2, 0.0)
+                    d = np.where((depth2 > 0) & (depth2 <= rig.MAX_GT_DEPTH), depth2, 0.0)
                     gt = np.clip(np.round(d.astype(np.float64) * 256.0), 0, 65535).astype(np.uint16)
-                    syn._write_png(gt_dir / f"{i:010d}.png", gt)
+                    writer.write_png(gt_dir / f"{i:010d}.png", gt)
                     lines.append(f"{date}/{name} {i} l")
             if verbose:
                 print(f"  lens {_tag(factor)}: drive {drive} ({time.perf_counter() - t0:.0f} s)", flush=True)
-        split = lens_split_file(root, factor)
-        split_tmp = split.with_name(split.name + ".tmp")
-        split_tmp.write_text("".join(line + "\n" for line in lines))
         marker = {"lens_factor": float(factor), "fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2],
                   "base": {k: params[k] for k in ("seed", "drives", "frames", "test_drives", "version")}}
         (tmp / "lens.json").write_text(json.dumps(marker, indent=2) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(split_tmp, split)
-        os.rename(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    final = root / date
+    if final.exists():  # a lens of another dataset (the caller checked): replaced whole
+        shutil.rmtree(final)
+    atomic_write_dir(final, fill)
+    atomic_write_text(lens_split_file(root, factor), "".join(line + "\n" for line in lines))
 
 
 def render_lenses(root: str | Path, factors, verbose: bool = False) -> list[Path]:
@@ -129,7 +125,7 @@ def render_lenses(root: str | Path, factors, verbose: bool = False) -> list[Path
     itself. Returns the test split file of every factor, in order. ``FileNotFoundError`` when
     ``root`` is not a complete synthetic dataset."""
     root = Path(root)
-    marker = root / syn.MARKER
+    marker = root / writer.MARKER
     if not marker.is_file():
         raise FileNotFoundError(f"{marker} not found: render the lenses of a complete synthetic dataset "
                                 f"(python -m data.synthetic --out DIR)")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import Dataset, Sampler
 
-from depth.batch import BadSample
+from data.samples import BadSample
 
 __all__ = ["ResumableSampler", "EpochIndexed"]
 
@@ -63,8 +63,8 @@ class EpochIndexed(Dataset):
     """``view[(epoch, index)]`` -> ``dataset[index]`` with the dataset set to ``epoch`` first.
 
     With ``skip_errors`` (a tuple of exception types, e.g. ``(data.frames.BadSampleError,)``), a
-    sample that raises one of them comes back as a :class:`depth.batch.BadSample` for
-    :func:`depth.batch.collate` to drop and count, instead of stopping the run.
+    sample that raises one of them comes back as a :class:`data.samples.BadSample` for
+    :func:`data.samples.collate` to drop and count, instead of stopping the run.
     """
 
     def __init__(self, dataset: Dataset, skip_errors: tuple = ()):

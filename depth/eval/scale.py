@@ -28,7 +28,8 @@ import numpy as np
 from depth.config import Config
 
 __all__ = ["median_scale", "median_scale_ratios", "stereo_scale", "stereo_eval_scale", "MONODEPTH2_STEREO_SCALE",
-           "GroundPlane", "backproject_band", "fit_ground_plane", "camera_height_scale", "camera_height_scale_many"]
+           "GroundPlane", "backproject_band", "fit_ground_plane", "camera_height_scale", "camera_height_scale_many",
+           "ground_scale"]
 
 
 # --------------------------------------------------------------------------------------- median ratio
@@ -238,3 +239,14 @@ def camera_height_scale_many(depths, K, camera_height: float, **kwargs) -> tuple
     if ok.size == 0:
         raise ValueError("no ground plane found in any frame")
     return float(np.median(ok)), out
+
+
+def ground_scale(depth: np.ndarray, K_size: tuple[np.ndarray, tuple[int, int] | None], shape,
+                 camera_height: float) -> float:
+    """Factor putting the ground plane of ``depth`` (at the input's size) ``camera_height`` below."""
+    K, size = K_size
+    K = np.asarray(K, dtype=np.float64).copy()
+    if size is not None and tuple(size) != (shape[1], shape[0]):
+        K[0] *= shape[1] / size[0]
+        K[1] *= shape[0] / size[1]
+    return camera_height_scale(depth, K, camera_height)[0]

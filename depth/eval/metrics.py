@@ -16,7 +16,7 @@ Images run in parallel (``prange``); the kernels are cached on disk (``cache=Tru
 first run in a fresh environment pays the compile time.
 
 GT may be a list / object array of ``(H_i, W_i)`` float maps (0 = invalid), an ``(N, H, W)`` array,
-or a :class:`data.velodyne.SparseGT` (valid pixels only, the fast path).
+or a :class:`depth.eval.gt.SparseGT` (valid pixels only, the fast path).
 """
 from __future__ import annotations
 
@@ -29,14 +29,14 @@ import numba
 import numpy as np
 from numba import prange
 
-from data.velodyne import SparseGT
+from depth.eval.gt import SparseGT
+from depth.resample import bilinear_at, linear_tables
 
 __all__ = [
     "METRIC_NAMES",
     "compute_depth_metrics",
     "compute_depth_metrics_per_image",
     "aggregate_metrics",
-    "resize_linear",
     "garg_crop_box",
     "format_metrics_table",
     "warmup",
@@ -58,63 +58,6 @@ def garg_crop_box(height: int, width: int) -> tuple[int, int, int, int]:
 # ----------------------------------------------------------------------------------------------
 # Kernels
 # ----------------------------------------------------------------------------------------------
-
-@numba.njit(cache=True, nogil=True)
-def _linear_tables(src: int, dst: int, clamp_weights: bool):
-    """OpenCV INTER_LINEAR source indices and float32 weights along one axis.
-
-    Columns (``clamp_weights=True``): out-of-range positions snap to the border with weight 0 on
-    the second tap. Rows: the weight is kept and only the row index is clamped (OpenCV's
-    ``resizeGeneric`` does this), so border rows are ``S0*b0 + S0*b1`` in float32.
-    """
-    i0 = np.empty(dst, dtype=np.int64)
-    i1 = np.empty(dst, dtype=np.int64)
-    w0 = np.empty(dst, dtype=np.float32)
-    w1 = np.empty(dst, dtype=np.float32)
-    scale = 1.0 / (np.float64(dst) / np.float64(src))
-    for d in range(dst):
-        f = np.float32((d + 0.5) * scale - 0.5)
-        s = int(math.floor(f))
-        f = np.float32(f - np.float32(s))
-        if clamp_weights:
-            if s < 0:
-                f = np.float32(0.0)
-                s = 0
-            if s >= src - 1:
-                f = np.float32(0.0)
-                s = src - 1
-            i0[d] = s
-            i1[d] = min(s + 1, src - 1)
-        else:
-            i0[d] = min(max(s, 0), src - 1)
-            i1[d] = min(max(s + 1, 0), src - 1)
-        w0[d] = np.float32(1.0) - f
-        w1[d] = f
-    return i0, i1, w0, w1
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _bilinear_at(pred, r, c, yi0, yi1, yw0, yw1, xi0, xi1, xw0, xw1):
-    x0 = xi0[c]
-    x1 = xi1[c]
-    a0 = xw0[c]
-    a1 = xw1[c]
-    h0 = pred[yi0[r], x0] * a0 + pred[yi0[r], x1] * a1
-    h1 = pred[yi1[r], x0] * a0 + pred[yi1[r], x1] * a1
-    return h0 * yw0[r] + h1 * yw1[r]
-
-
-@numba.njit(cache=True, nogil=True)
-def _resize_linear_kernel(src, out_h, out_w):
-    h, w = src.shape
-    yi0, yi1, yw0, yw1 = _linear_tables(h, out_h, False)
-    xi0, xi1, xw0, xw1 = _linear_tables(w, out_w, True)
-    out = np.empty((out_h, out_w), dtype=np.float32)
-    for r in range(out_h):
-        for c in range(out_w):
-            out[r, c] = _bilinear_at(src, r, c, yi0, yi1, yw0, yw1, xi0, xi1, xw0, xw1)
-    return out
-
 
 @numba.njit(cache=True, nogil=True)
 def _score(g, p, n, median_scaling, scale, lo, hi, row):
@@ -188,11 +131,11 @@ def _tables_for(pred, h, w, win, pred_in_window):
     """Resize tables mapping GT pixel (r, c) -> prediction; offsets to subtract from (r, c)."""
     ph, pw = pred.shape
     if pred_in_window:
-        yi0, yi1, yw0, yw1 = _linear_tables(ph, win[1] - win[0], False)
-        xi0, xi1, xw0, xw1 = _linear_tables(pw, win[3] - win[2], True)
+        yi0, yi1, yw0, yw1 = linear_tables(ph, win[1] - win[0], False)
+        xi0, xi1, xw0, xw1 = linear_tables(pw, win[3] - win[2], True)
         return yi0, yi1, yw0, yw1, xi0, xi1, xw0, xw1, win[0], win[2]
-    yi0, yi1, yw0, yw1 = _linear_tables(ph, h, False)
-    xi0, xi1, xw0, xw1 = _linear_tables(pw, w, True)
+    yi0, yi1, yw0, yw1 = linear_tables(ph, h, False)
+    xi0, xi1, xw0, xw1 = linear_tables(pw, w, True)
     return yi0, yi1, yw0, yw1, xi0, xi1, xw0, xw1, 0, 0
 
 
@@ -211,7 +154,7 @@ def _image_dense(pred, gt, win, pred_in_window, garg, range_mask, lo, hi, median
             else:
                 ok = t > 0
             if ok:
-                disp = _bilinear_at(pred, r - oy, c - ox, yi0, yi1, yw0, yw1, xi0, xi1, xw0, xw1)
+                disp = bilinear_at(pred, r - oy, c - ox, yi0, yi1, yw0, yw1, xi0, xi1, xw0, xw1)
                 g[n] = t
                 p[n] = np.float32(1.0) / disp
                 n += 1
@@ -236,7 +179,7 @@ def _image_sparse(pred, h, w, base, row_ptr, cols, depths, win, pred_in_window, 
             else:
                 ok = t > 0
             if ok:
-                disp = _bilinear_at(pred, r - oy, c - ox, yi0, yi1, yw0, yw1, xi0, xi1, xw0, xw1)
+                disp = bilinear_at(pred, r - oy, c - ox, yi0, yi1, yw0, yw1, xi0, xi1, xw0, xw1)
                 g[n] = t
                 p[n] = np.float32(1.0) / disp
                 n += 1
@@ -278,14 +221,6 @@ def _metrics_sparse_kernel(preds, heights, widths, img_ptr, row_off, row_ptr, co
 # ----------------------------------------------------------------------------------------------
 # Python API
 # ----------------------------------------------------------------------------------------------
-
-def resize_linear(src: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
-    """``cv2.resize(src, size_wh, interpolation=cv2.INTER_LINEAR)`` for a 2-D float32 map."""
-    src = np.ascontiguousarray(src, dtype=np.float32)
-    if src.ndim != 2:
-        raise ValueError(f"resize_linear expects a 2-D map, got shape {src.shape}")
-    return _resize_linear_kernel(src, int(size_wh[1]), int(size_wh[0]))
-
 
 def _nchunks(n: int) -> int:
     """Images are dealt round-robin to this many chunks, one scratch buffer each."""

@@ -2,7 +2,7 @@
 
 Samples are the dicts of :class:`data.frames.FrameSampleDataset`; :func:`collate` stacks them into
 a :class:`FrameBatch`. A sample that raised one of the errors the trainer was told to skip comes
-out of :class:`depth.sampling.EpochIndexed` as a :class:`BadSample`; :func:`collate` drops it and
+out of :class:`depth.train.sampling.EpochIndexed` as a :class:`BadSample`; :func:`collate` drops it and
 lists its message in ``FrameBatch.bad_samples``.
 """
 from __future__ import annotations

@@ -57,8 +57,8 @@ import torch
 from torch import Tensor
 
 from common.atomic import atomic_write_dir
-from depth.checkpoint import atomic_torch_save, library_versions
 from depth.config import Config, ConfigError, to_dict, validate
+from depth.io.checkpoint import atomic_torch_save, library_versions
 from depth.networks import DepthNet, PoseNet
 from depth.networks.decoder import NUM_CH_DEC
 

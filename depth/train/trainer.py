@@ -41,18 +41,20 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from common.atomic import atomic_write_text
-from depth.batch import BadBatchError, FrameBatch, collate
-from depth.checkpoint import check_run_dir, clear_checkpoints, library_versions, load_checkpoint, save_checkpoint
+from data.samples import BadBatchError, FrameBatch, collate
 from depth.config import Config, to_dict
-from depth.finetune import init_networks
+from depth.eval.metrics import compute_depth_metrics
+from depth.eval.scale import stereo_scale
 from depth.geometry import pose_vector_to_matrix
-from depth.losses import LossTerms, self_supervised_loss
-from depth.metrics import compute_depth_metrics
-from depth.model import Networks, build_networks, predict_disparities
-from depth.sampling import EpochIndexed, ResumableSampler
-from depth.scale import stereo_scale
+from depth.inference import predict_disparities
+from depth.io.checkpoint import library_versions, load_checkpoint, save_checkpoint
+from depth.model import Networks, build_networks
+from depth.train.finetune import init_networks
+from depth.train.losses import LossTerms, self_supervised_loss
+from depth.train.run_dir import check_run_dir, clear_checkpoints
+from depth.train.sampling import EpochIndexed, ResumableSampler
+from depth.train.zoom import sample_zoom_boxes, zoom_images, zoom_intrinsics
 from depth.visualize import colorize_disparity
-from depth.zoom import sample_zoom_boxes, zoom_images, zoom_intrinsics
 
 __all__ = ["Trainer", "ValidationData", "NonFiniteLossError", "collate", "TrainNets", "resolve_amp"]
 
@@ -69,7 +71,7 @@ class ValidationData:
     same size; scored exactly as ``evaluate.py depth`` scores them (:meth:`Trainer.validate`)."""
 
     images: Sequence[np.ndarray]  # H_i x W_i x 3 uint8 RGB, e.g. a data.kitti.KittiImageSet (read lazily)
-    gt_depths: list  # list of (H_i, W_i) float32 arrays, or a sparse GT object of depth.metrics
+    gt_depths: list  # list of (H_i, W_i) float32 arrays, or a sparse GT object of depth.eval.metrics
 
 
 def seed_everything(seed: int) -> None:
@@ -128,7 +130,7 @@ class Trainer:
     ``skip_errors``: exception types a sample may raise that drop the sample (counted and
     reported) instead of stopping the run -- what ``train.py`` passes for
     ``data.on_bad_sample=skip``. ``init_weights``: apply ``model.init_from`` right after the
-    networks are built (:func:`depth.finetune.init_networks`; its summary is ``self.init_summary``);
+    networks are built (:func:`depth.train.finetune.init_networks`; its summary is ``self.init_summary``);
     ``train.py`` passes False when resuming, whose checkpoint replaces the weights anyway.
     ``pretrained``: start the encoders from ImageNet weights when ``model.pretrained`` says so
     (False when a checkpoint's weights replace them: resuming; skipped when ``model.init_from``
@@ -137,7 +139,7 @@ class Trainer:
     ``train_set``'s, without augmentation): :meth:`validate`.
 
     :meth:`fit` writes into ``cfg.output.dir``; a new (not resumed) run stops with
-    :class:`depth.checkpoint.RunExistsError` when that folder holds checkpoints, unless
+    :class:`depth.train.run_dir.RunExistsError` when that folder holds checkpoints, unless
     ``output.overwrite`` (then they are removed first).
     """
 
@@ -374,8 +376,8 @@ class Trainer:
 
     # -- validation --------------------------------------------------------------------------
     def validate(self) -> dict:
-        """Eigen metrics of the depth net on the validation frames: :func:`depth.model.predict_disparities`
-        and :func:`depth.metrics.compute_depth_metrics` as ``evaluate.py depth`` runs them (velodyne
+        """Eigen metrics of the depth net on the validation frames: :func:`depth.inference.predict_disparities`
+        and :func:`depth.eval.metrics.compute_depth_metrics` as ``evaluate.py depth`` runs them (velodyne
         protocol: Garg crop, ``1e-3 < gt < 80``). Without GT frames, the photometric loss on the
         held-out samples (:meth:`validation_loss`); without either, ``{}``."""
         if self.val is None:

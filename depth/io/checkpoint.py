@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import platform
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,17 +22,11 @@ import torch
 from common.atomic import atomic_write, fsync_dir
 
 __all__ = ["atomic_torch_save", "save_checkpoint", "library_versions", "load_checkpoint", "find_checkpoint",
-           "LoadedCheckpoint", "CheckpointError", "RunExistsError", "run_dir_of", "conflicting_checkpoints",
-           "check_run_dir", "clear_checkpoints"]
+           "LoadedCheckpoint", "CheckpointError", "step_files", "step_of"]
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or was not written by this project (the message names it)."""
-
-
-class RunExistsError(FileExistsError):
-    """A run would write into a folder holding checkpoints it did not write (the message says the
-    ways out: ``--resume``, another ``output.dir``, or ``output.overwrite=true``)."""
 
 
 @dataclass
@@ -95,12 +88,12 @@ def save_checkpoint(state: dict, checkpoint_dir: str | Path, step: int, keep: in
     except OSError:
         tmp.unlink(missing_ok=True)
         atomic_torch_save(state, checkpoint_dir / "last.pt")
-    for old in _step_files(checkpoint_dir)[:-keep]:
+    for old in step_files(checkpoint_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path
 
 
-def _step_files(checkpoint_dir: Path) -> list[Path]:
+def step_files(checkpoint_dir: str | Path) -> list[Path]:
     """``step_XXXXXXXX.pt`` files, oldest first (numeric order)."""
     return sorted(p for p in checkpoint_dir.glob("step_*.pt") if re.fullmatch(r"step_\d{8}\.pt", p.name))
 
@@ -116,8 +109,9 @@ def _read(path: Path, map_location) -> dict:
     return ckpt
 
 
-def _step_of(path: Path) -> int:
-    return int(path.name[5:13])
+def step_of(path: Path) -> int:
+    """The step of a ``step_XXXXXXXX.pt`` file."""
+    return int(Path(path).name[5:13])
 
 
 def find_checkpoint(path: str | Path, map_location="cpu") -> LoadedCheckpoint:
@@ -129,7 +123,7 @@ def find_checkpoint(path: str | Path, map_location="cpu") -> LoadedCheckpoint:
         return LoadedCheckpoint(_read(path, map_location), path)
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     last = folder / "last.pt"
-    steps = _step_files(folder)
+    steps = step_files(folder)
     if not last.is_file() and not steps:
         raise FileNotFoundError(f"checkpoint not found: {last}")
     errors: list[str] = []
@@ -142,7 +136,7 @@ def find_checkpoint(path: str | Path, map_location="cpu") -> LoadedCheckpoint:
         except CheckpointError as e:
             errors.append(str(e))
     for p in reversed(steps):
-        if found is not None and _step_of(p) <= last_step:
+        if found is not None and step_of(p) <= last_step:
             break
         try:
             found = LoadedCheckpoint(_read(p, map_location), p)
@@ -161,68 +155,3 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     writing the step file and relinking ``last.pt``) or ``last.pt`` is unreadable, in which case the
     newest readable step file is used. Raises ``FileNotFoundError`` or :class:`CheckpointError`."""
     return find_checkpoint(path, map_location).state
-
-
-# ---------------------------------------------------------------------------------- run folders
-
-def run_dir_of(path: str | Path) -> Path:
-    """The run folder of a ``--resume`` argument: ``RUN``, ``RUN/checkpoints`` or a checkpoint
-    file in either (``RUN/checkpoints/step_*.pt`` -> ``RUN``)."""
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    return folder.parent if folder.name == "checkpoints" else folder
-
-
-def conflicting_checkpoints(run_dir: str | Path, start_step: int | None = None) -> list[Path]:
-    """Checkpoint files in ``run_dir`` that a run writing there would leave mixed with its own:
-    for a new run (``start_step`` None) every ``step_*.pt`` and ``last.pt``; for a run resumed at
-    ``start_step``, the step files of later steps (of another continuation)."""
-    folder = Path(run_dir) / "checkpoints"
-    if not folder.is_dir():
-        return []
-    steps = _step_files(folder)
-    if start_step is not None:
-        return [p for p in steps if _step_of(p) > start_step]
-    last = folder / "last.pt"
-    return steps + ([last] if last.is_file() else [])
-
-
-def check_run_dir(run_dir: str | Path, start_step: int | None = None, overwrite: bool = False) -> None:
-    """Raise :class:`RunExistsError` when ``run_dir`` holds checkpoints the run would mix with its
-    own (:func:`conflicting_checkpoints`), unless ``overwrite``."""
-    found = conflicting_checkpoints(run_dir, start_step)
-    if not found or overwrite:
-        return
-    run_dir = Path(run_dir)
-    what = (f"holds the checkpoints of an earlier run ({', '.join(p.name for p in found[:3])}"
-            f"{', ...' if len(found) > 3 else ''})" if start_step is None else
-            f"holds checkpoints later than step {start_step} ({', '.join(p.name for p in found[:3])})")
-    raise RunExistsError(
-        f"run folder {run_dir} {what}: continue it with `python train.py --resume {run_dir}`, train into "
-        f"a new folder with output.dir={_free_name(run_dir)}, or replace it with output.overwrite=true")
-
-
-def _free_name(run_dir: Path) -> Path:
-    for k in range(2, 1000):
-        candidate = run_dir.with_name(f"{run_dir.name}-{k}")
-        if not candidate.exists():
-            return candidate
-    return run_dir.with_name(f"{run_dir.name}-new")
-
-
-def clear_checkpoints(run_dir: str | Path, start_step: int | None = None) -> list[Path]:
-    """Remove what :func:`conflicting_checkpoints` lists (``output.overwrite=true``); for a new
-    run also the earlier run's ``metrics.json`` and TensorBoard logs. Returns the removed paths."""
-    run_dir = Path(run_dir)
-    removed = conflicting_checkpoints(run_dir, start_step)
-    for p in removed:
-        p.unlink(missing_ok=True)
-    if start_step is None:
-        for extra in (run_dir / "metrics.json", run_dir / "tensorboard"):
-            if extra.is_dir():
-                shutil.rmtree(extra)
-                removed.append(extra)
-            elif extra.is_file():
-                extra.unlink()
-                removed.append(extra)
-    return removed

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from depth.geometry import disp_to_depth
-from depth.reprojection import photometric_error, warp
+from depth.train.reprojection import photometric_error, warp
 
 __all__ = [
     "min_reprojection",

@@ -3,7 +3,7 @@
 The source is anything :func:`depth.model.load_model` reads (a checkpoint, a run folder, a
 Monodepth2 model folder). The copy happens after the networks are built (ImageNet weights
 included) and before the optimiser sees a step: the run starts at step 0 with a fresh optimiser
-(:class:`depth.trainer.Trainer`, not on resume).
+(:class:`depth.train.trainer.Trainer`, not on resume).
 """
 from __future__ import annotations
 

@@ -1,0 +1,2 @@
+"""Evaluation: the metric kernels (numba), GT files, the Eigen protocol, robustness tests, pose ATE
+and metric scale."""

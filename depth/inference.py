@@ -1,0 +1,222 @@
+"""Running the depth network on images: the one way from full-resolution frames to disparities.
+
+:func:`predict_disparities` is used by the trainer's validation, ``evaluate.py``, ``python -m
+depth.predict``, ``python -m depth.export`` and ``bench/``. Images reach the network through
+:func:`network_input`, i.e. through :func:`data.frames.resize_image` (``INTER_AREA``), the resize of
+the training data.
+
+Prediction callables: ``predict(x)`` takes ``(B, 3, h, w)`` float32 RGB in ``[0, 1]`` at the
+network size and returns ``(B, 1, h, w)``: the depth network's sigmoid (``output="sigmoid"``,
+mapped to scaled disparity with :func:`depth.geometry.disp_to_depth` and ``min_depth``/``max_depth``)
+or an already scaled disparity (``output="disparity"``, e.g. an exported ONNX graph). Disparities
+returned here are the *scaled* disparities ``1/depth`` that Monodepth2 saves and evaluates.
+Windows are ``(top, bottom, left, right)`` in pixels (bottom/right exclusive).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from data.frames import frames_to_tensor, resize_image
+from depth.eval.scale import stereo_scale
+from depth.geometry import disp_to_depth
+from depth.model import load_model
+from depth.resample import resize_linear
+
+__all__ = [
+    "network_input", "predict_disparities", "batch_post_process_disparity", "centre_window",
+    "zoom_post_process", "batched", "ZOOM_PP_FACTORS", "TorchDepthRunner", "predict_frame",
+]
+
+T = TypeVar("T")
+
+ZOOM_PP_FACTORS = (2.0, 4.0 / 3.0)
+OUTPUTS = ("sigmoid", "disparity")
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items, read lazily (the last list may be shorter)."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def network_input(images: Sequence[np.ndarray], size_wh: tuple[int, int]) -> Tensor:
+    """Full-resolution ``H x W x 3`` uint8 RGB images -> the ``(B, 3, h, w)`` network input in
+    ``[0, 1]`` at ``size_wh = (w, h)``, resized with :func:`data.frames.resize_image`."""
+    return frames_to_tensor([resize_image(im, size_wh) for im in images])
+
+
+def batch_post_process_disparity(l_disp: np.ndarray, r_disp: np.ndarray) -> np.ndarray:
+    """Monodepth2's flip post-processing.
+
+    ``l_disp``: ``(N, h, w)`` disparities of the images; ``r_disp``: disparities of the flipped
+    images, flipped back. The left 5 % of the result comes from ``r_disp``, the right 5 % from
+    ``l_disp``, a linear ramp joins them to the mean of both.
+    """
+    _, h, w = l_disp.shape
+    m_disp = 0.5 * (l_disp + r_disp)
+    l, _ = np.meshgrid(np.linspace(0, 1, w), np.linspace(0, 1, h))
+    l_mask = (1.0 - np.clip(20 * (l - 0.05), 0, 1))[None, ...]
+    r_mask = l_mask[:, :, ::-1]
+    return (r_mask * l_disp + l_mask * r_disp + (1.0 - l_mask - r_mask) * m_disp).astype(l_disp.dtype)
+
+
+def centre_window(height: int, width: int, zoom: float) -> tuple[int, int, int, int]:
+    """The centred ``1/zoom`` window ``(top, bottom, left, right)`` of a ``height x width`` image."""
+    if not zoom >= 1.0:
+        raise ValueError(f"zoom must be >= 1, got {zoom}")
+    h = max(1, int(round(height / zoom)))
+    w = max(1, int(round(width / zoom)))
+    top = (height - h) // 2
+    left = (width - w) // 2
+    return top, top + h, left, left + w
+
+
+def _crop(img: np.ndarray, win: tuple[int, int, int, int]) -> np.ndarray:
+    t, b, l, r = win
+    return img[t:b, l:r]
+
+
+class _Forward:
+    """``predict`` with its output convention: network-size batch -> ``(B, h, w)`` scaled disparity."""
+
+    def __init__(self, predict: Callable[[Tensor], Tensor], min_depth: float, max_depth: float, output: str,
+                 device: torch.device | str | None):
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        self.predict, self.min_depth, self.max_depth = predict, min_depth, max_depth
+        self.output, self.device = output, device
+
+    def __call__(self, x: Tensor) -> np.ndarray:
+        if self.device is not None:
+            x = x.to(self.device)
+        with torch.inference_mode():
+            out = self.predict(x)
+            if self.output == "sigmoid":
+                out, _ = disp_to_depth(out, self.min_depth, self.max_depth)
+        return out[:, 0].float().cpu().numpy()
+
+    def images(self, images: Sequence[np.ndarray], size_wh: tuple[int, int], flip: bool = False) -> np.ndarray:
+        """Disparities of full-resolution images; with ``flip``, Monodepth2's flip post-processing."""
+        x = network_input(images, size_wh)
+        if not flip:
+            return self(x)
+        n = x.shape[0]
+        d = self(torch.cat([x, torch.flip(x, [3])], 0))
+        return batch_post_process_disparity(d[:n], d[n:, :, ::-1])
+
+
+def _zoom_post_process(fwd: _Forward, images: Sequence[np.ndarray], size_wh: tuple[int, int],
+                       zooms: Sequence[float]) -> np.ndarray:
+    w_net, h_net = size_wh
+    acc = fwd.images(images, size_wh).astype(np.float64)
+    cnt = np.ones_like(acc)
+    for z in zooms:
+        crops = [_crop(im, centre_window(im.shape[0], im.shape[1], z)) for im in images]
+        d = fwd.images(crops, size_wh)
+        t, b, l, r = centre_window(h_net, w_net, z)
+        for i in range(len(images)):
+            acc[i, t:b, l:r] += resize_linear(d[i], (r - l, b - t))
+            cnt[i, t:b, l:r] += 1
+    return (acc / cnt).astype(np.float32)
+
+
+def zoom_post_process(predict: Callable[[Tensor], Tensor], images: Sequence[np.ndarray],
+                      size_wh: tuple[int, int], *, min_depth: float = 0.1, max_depth: float = 100.0,
+                      zooms: Sequence[float] = ZOOM_PP_FACTORS, output: str = "sigmoid",
+                      device: torch.device | str | None = None) -> np.ndarray:
+    """The zoom post-processing (docs/method.md §4): the full-image prediction averaged, inside
+    each centre window, with the predictions made on that window (cut from the full-resolution
+    image and resized to the network size). Returns ``(N, h, w)`` scaled disparities."""
+    return _zoom_post_process(_Forward(predict, min_depth, max_depth, output, device), images, size_wh, zooms)
+
+
+def predict_disparities(predict: Callable[[Tensor], Tensor], images: Iterable[np.ndarray],
+                        size_wh: tuple[int, int], *, min_depth: float = 0.1, max_depth: float = 100.0,
+                        output: str = "sigmoid", post_process: str = "none", batch_size: int = 8,
+                        zoom: float | None = None, progress: bool = False,
+                        device: torch.device | str | None = None) -> np.ndarray:
+    """Scaled disparities ``(N, h, w)`` float32 at the network size ``size_wh = (w, h)`` of
+    full-resolution ``H x W x 3`` uint8 RGB images (read lazily, ``batch_size`` at a time).
+
+    ``predict`` and ``output``: see the module doc; ``device``: where the batches go before
+    ``predict`` (None: left on the CPU). ``post_process``: ``none``, ``flip`` (Monodepth2) or
+    ``zoom`` (centre-crop averaging, :func:`zoom_post_process`). ``zoom``: predict on the centre
+    ``1/zoom`` window of every image instead of the whole image.
+    """
+    if post_process not in ("none", "flip", "zoom"):
+        raise ValueError(f"post_process must be none, flip or zoom, got {post_process!r}")
+    fwd = _Forward(predict, min_depth, max_depth, output, device)
+    if zoom is not None and zoom != 1:
+        images = (_crop(im, centre_window(im.shape[0], im.shape[1], zoom)) for im in images)
+    out: list[np.ndarray] = []
+    with tqdm(desc="predict", unit="img", disable=not progress) as bar:
+        for batch in batched(images, batch_size):
+            if post_process == "zoom":
+                out.append(_zoom_post_process(fwd, batch, size_wh, ZOOM_PP_FACTORS))
+            else:
+                out.append(fwd.images(batch, size_wh, flip=post_process == "flip"))
+            bar.update(len(batch))
+    if not out:
+        return np.zeros((0, size_wh[1], size_wh[0]), np.float32)
+    return np.concatenate(out).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Runners: a prediction callable with what predict_disparities needs to run it
+# ----------------------------------------------------------------------------------------------
+# A runner is a prediction callable (network-size (N, 3, h, w) batch in [0, 1] -> (N, 1, h, w))
+# with ``output`` ("sigmoid" or "disparity"), ``device`` (where batches go; None = CPU),
+# ``width``/``height`` (network input size), ``min_depth``/``max_depth``, ``stereo_scale`` (the
+# metric factor of a stereo-trained model, else None) and ``description``. The ONNX one is
+# :class:`depth.io.onnx_file.OnnxDepthRunner`.
+
+class TorchDepthRunner:
+    """The depth network of a checkpoint (PyTorch); returns its sigmoid."""
+
+    output = "sigmoid"
+
+    def __init__(self, checkpoint: str | Path, device: str = "auto", height: int | None = None,
+                 width: int | None = None):
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("--device cuda requested but CUDA is not available")
+        self.device = torch.device(device)
+        nets, cfg = load_model(checkpoint, map_location="cpu")
+        self.net = nets.depth_net.to(self.device).eval()
+        self.height = int(height or cfg.data.height)
+        self.width = int(width or cfg.data.width)
+        self.min_depth, self.max_depth = cfg.model.min_depth, cfg.model.max_depth
+        self.stereo_scale = stereo_scale(cfg)  # None for monocular models
+        self.description = f"PyTorch checkpoint {checkpoint} on {self.device}"
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def predict_frame(runner, rgb: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``H x W x 3`` uint8 RGB -> (disparity, depth), float32 ``H x W`` at the frame's size.
+
+    ``depth = scale / disparity`` when ``scale`` is given, else ``1 / disparity`` (relative)."""
+    h0, w0 = rgb.shape[:2]
+    disp = predict_disparities(runner, [rgb], (runner.width, runner.height), min_depth=runner.min_depth,
+                               max_depth=runner.max_depth, output=runner.output, device=runner.device)[0]
+    if disp.shape != (h0, w0):
+        disp = cv2.resize(disp, (w0, h0), interpolation=cv2.INTER_LINEAR)
+    disp = np.clip(disp, 1.0 / runner.max_depth, 1.0 / runner.min_depth)  # bilinear keeps the range
+    depth = (1.0 if scale is None else float(scale)) / disp
+    return disp, depth.astype(np.float32)

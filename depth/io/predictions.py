@@ -1,0 +1,80 @@
+"""The files of ``python -m depth.predict``: which inputs become which outputs, and writing them.
+
+Inputs: image files, folders (their images and videos, sorted, not recursive) and video files.
+Output names: an image ``x.png`` gives ``DIR/x_*``; a folder ``.../f`` gives ``DIR/f/<stem>_*``; a
+video ``v.mp4`` gives ``DIR/v/<frame:06d>_*``; clashing names get a ``_1``, ``_2`` ... suffix. Per
+frame :func:`write_outputs` writes ``<prefix>_disp.png`` (input on top, magma disparity below) and
+``<prefix>_depth.npy`` (float32 depth), each atomically (temp file, then rename).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from common.atomic import atomic_write
+from data.frames import IMAGE_EXTS, VIDEO_EXTS
+from data.video import video_frame_count
+from depth.visualize import side_by_side
+
+__all__ = ["Job", "collect_jobs", "write_outputs"]
+
+
+@dataclass
+class Job:
+    """One input: an image or a video, and the output prefix (without ``_disp.png``)."""
+
+    kind: str  # image | video
+    path: Path
+    prefix: Path  # image: DIR/.../stem ; video: DIR/.../videostem (frames go inside)
+    frames: int = 1  # expected frames (videos: OpenCV's count, may be approximate)
+
+
+def _unique(prefix: Path, used: set[Path]) -> Path:
+    out, i = prefix, 0
+    while out in used:
+        i += 1
+        out = prefix.with_name(f"{prefix.name}_{i}")
+    used.add(out)
+    return out
+
+
+def collect_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[str]]:
+    """Expand the command-line inputs into jobs; returns ``(jobs, errors)`` (errors name the file)."""
+    jobs, errors, used = [], [], set()
+
+    def add(path: Path, parent: Path) -> None:
+        if path.suffix.lower() in VIDEO_EXTS:
+            jobs.append(Job("video", path, _unique(parent / path.stem, used), video_frame_count(path)))
+        else:
+            jobs.append(Job("image", path, _unique(parent / path.stem, used)))
+
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir()
+                           if f.is_file() and f.suffix.lower() in IMAGE_EXTS + VIDEO_EXTS)
+            if not files:
+                errors.append(f"{p}: folder holds no images or videos")
+                continue
+            folder = _unique(out_dir / (p.resolve().name or "input"), used)
+            for f in files:
+                add(f, folder)
+        elif p.is_file():
+            add(p, out_dir)
+        else:
+            errors.append(f"missing input: {p}")
+    return jobs, errors
+
+
+def write_outputs(prefix: Path, rgb: np.ndarray, disp: np.ndarray, depth: np.ndarray) -> None:
+    """``<prefix>_disp.png`` (:func:`depth.visualize.side_by_side` of ``rgb`` and ``disp``) and
+    ``<prefix>_depth.npy`` (``depth``), both written atomically (renamed into place; not fsynced)."""
+    png = prefix.with_name(prefix.name + "_disp.png")
+    ok, data = cv2.imencode(".png", cv2.cvtColor(side_by_side(rgb, disp), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"could not encode {png}")
+    atomic_write(png, lambda f: f.write(data.tobytes()), fsync=False)
+    atomic_write(prefix.with_name(prefix.name + "_depth.npy"), lambda f: np.save(f, depth), fsync=False)

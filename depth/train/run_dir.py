@@ -1,0 +1,79 @@
+"""Run folders: which checkpoints a run writing into a folder would mix with its own, the check
+that stops it (``output.overwrite``, ``--resume``), and the clean-up ``output.overwrite`` asks for.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from depth.io.checkpoint import step_files, step_of
+
+__all__ = ["RunExistsError", "run_dir_of", "conflicting_checkpoints", "check_run_dir", "clear_checkpoints"]
+
+
+class RunExistsError(FileExistsError):
+    """A run would write into a folder holding checkpoints it did not write (the message says the
+    ways out: ``--resume``, another ``output.dir``, or ``output.overwrite=true``)."""
+
+
+def run_dir_of(path: str | Path) -> Path:
+    """The run folder of a ``--resume`` argument: ``RUN``, ``RUN/checkpoints`` or a checkpoint
+    file in either (``RUN/checkpoints/step_*.pt`` -> ``RUN``)."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    return folder.parent if folder.name == "checkpoints" else folder
+
+
+def conflicting_checkpoints(run_dir: str | Path, start_step: int | None = None) -> list[Path]:
+    """Checkpoint files in ``run_dir`` that a run writing there would leave mixed with its own:
+    for a new run (``start_step`` None) every ``step_*.pt`` and ``last.pt``; for a run resumed at
+    ``start_step``, the step files of later steps (of another continuation)."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    steps = step_files(folder)
+    if start_step is not None:
+        return [p for p in steps if step_of(p) > start_step]
+    last = folder / "last.pt"
+    return steps + ([last] if last.is_file() else [])
+
+
+def check_run_dir(run_dir: str | Path, start_step: int | None = None, overwrite: bool = False) -> None:
+    """Raise :class:`RunExistsError` when ``run_dir`` holds checkpoints the run would mix with its
+    own (:func:`conflicting_checkpoints`), unless ``overwrite``."""
+    found = conflicting_checkpoints(run_dir, start_step)
+    if not found or overwrite:
+        return
+    run_dir = Path(run_dir)
+    what = (f"holds the checkpoints of an earlier run ({', '.join(p.name for p in found[:3])}"
+            f"{', ...' if len(found) > 3 else ''})" if start_step is None else
+            f"holds checkpoints later than step {start_step} ({', '.join(p.name for p in found[:3])})")
+    raise RunExistsError(
+        f"run folder {run_dir} {what}: continue it with `python train.py --resume {run_dir}`, train into "
+        f"a new folder with output.dir={_free_name(run_dir)}, or replace it with output.overwrite=true")
+
+
+def _free_name(run_dir: Path) -> Path:
+    for k in range(2, 1000):
+        candidate = run_dir.with_name(f"{run_dir.name}-{k}")
+        if not candidate.exists():
+            return candidate
+    return run_dir.with_name(f"{run_dir.name}-new")
+
+
+def clear_checkpoints(run_dir: str | Path, start_step: int | None = None) -> list[Path]:
+    """Remove what :func:`conflicting_checkpoints` lists (``output.overwrite=true``); for a new
+    run also the earlier run's ``metrics.json`` and TensorBoard logs. Returns the removed paths."""
+    run_dir = Path(run_dir)
+    removed = conflicting_checkpoints(run_dir, start_step)
+    for p in removed:
+        p.unlink(missing_ok=True)
+    if start_step is None:
+        for extra in (run_dir / "metrics.json", run_dir / "tensorboard"):
+            if extra.is_dir():
+                shutil.rmtree(extra)
+                removed.append(extra)
+            elif extra.is_file():
+                extra.unlink()
+                removed.append(extra)
+    return removed
