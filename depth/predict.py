@@ -1,18 +1,24 @@
 """Predict depth for images, folders of images and videos with a checkpoint or an exported ONNX file.
 
     python -m depth.predict (--checkpoint CKPT | --onnx model.onnx) INPUT... --out DIR
-        [--scale S] [--device auto|cpu|cuda] [--height H --width W]
+        [--scale S] [--device auto|cpu|cuda] [--height H --width W] [--ply [--ply-ascii]]
 
 Every frame goes through :func:`depth.inference.predict_disparities` (resized to the network's input
 size with ``INTER_AREA``, as in training and evaluation), and its scaled disparity (``1/depth``,
-docs/method.md §2) is resized back to the frame's own size (bilinear). Per frame two files are written:
+docs/method.md §2) is resized back to the frame's own size (bilinear). Per frame two files are written
+(three with ``--ply``):
 
 * ``<name>_disp.png``: the input on top and the magma-coloured disparity below (same width; each
   panel has the input's size; colours normalised by the frame's 95th disparity percentile);
 * ``<name>_depth.npy``: float32 ``H x W`` depth at the input's size. With ``--scale S`` it is
   ``S / disparity`` (e.g. metres, given the right factor for the model); without it, the raw
   network depth ``1 / disparity`` in ``[min_depth, max_depth]`` -- for monocular models this is
-  relative depth, correct only up to an unknown scale factor (no median scaling is applied).
+  relative depth, correct only up to an unknown scale factor (no median scaling is applied);
+* with ``--ply``, ``<name>.ply``: every pixel back-projected with the frame's intrinsics (camera
+  frame: x right, y down, z forward) and coloured by the input, binary little-endian (``--ply-ascii``:
+  ASCII); in metres where a scale is known (a stereo model, ``--scale``, ``--camera-height``), else in
+  the relative units of the ``.npy``. Intrinsics: ``--intrinsics`` or ``--fx --fy --cx --cy`` (pixels
+  of the input), else Monodepth2's KITTI intrinsics scaled to the frame (said on stderr).
 
 Inputs: image files, folders (their images and videos, sorted, not recursive) and video files
 (decoded with OpenCV, one output pair per frame); output names: :mod:`depth.io.predictions`. A missing or unreadable
@@ -83,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="auto: CUDA when available (onnxruntime: when it has the CUDA provider)")
     p.add_argument("--height", type=int, default=None, help="network input height (checkpoint only; default: training size)")
     p.add_argument("--width", type=int, default=None, help="network input width (checkpoint only; default: training size)")
+    p.add_argument("--ply", action="store_true",
+                   help="also write <name>.ply per frame: a coloured point cloud back-projected with the "
+                        "frame's intrinsics (--intrinsics or --fx/--fy/--cx/--cy, else Monodepth2's KITTI "
+                        "intrinsics); metric where a scale is known (stereo model, --scale, --camera-height), "
+                        "else relative")
+    p.add_argument("--ply-ascii", action="store_true",
+                   help="write the PLY files as ASCII (default binary little-endian)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_debug_flag(p)
     return p
@@ -94,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.scale is not None and not args.scale > 0:
         print(f"error: --scale must be > 0, got {args.scale}", file=sys.stderr)
         return 2
+    if args.ply_ascii and not args.ply:
+        print("error: --ply-ascii needs --ply", file=sys.stderr)
+        return 2
     if args.onnx and (args.height or args.width):
         print("error: --height/--width apply to --checkpoint only (an ONNX file has a fixed size)", file=sys.stderr)
         return 2
@@ -102,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                   else TorchDepthRunner(args.checkpoint, args.device, args.height, args.width))
     except Exception as e:  # a missing/unreadable model, an unavailable device: one line, exit 2
         raise InputError(str(e)) from e
+    stereo_units = False
     if args.camera_height is not None:
         if args.scale is not None:
             print("error: give --scale or --camera-height, not both", file=sys.stderr)
@@ -113,6 +130,34 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     elif args.scale is None and runner.stereo_scale:
         args.scale = runner.stereo_scale  # stereo-trained: the baseline fixes the metric scale
+        stereo_units = True
+    ply = None
+    if args.ply:
+        K_ply = None
+        fxyz = [args.fx, args.fy, args.cx, args.cy]
+        if args.intrinsics or any(v is not None for v in fxyz):
+            if not args.intrinsics and any(v is None for v in fxyz):
+                print("error: --ply: give all of --fx --fy --cx --cy (pixels of the input images) or "
+                      "--intrinsics FILE, or none of them for Monodepth2's KITTI intrinsics", file=sys.stderr)
+                return 2
+            try:
+                K_ply = _input_intrinsics(args)
+            except (ValueError, FileNotFoundError) as e:
+                print(f"error: --ply: {e}", file=sys.stderr)
+                return 2
+        else:
+            print("--ply: no intrinsics given (--intrinsics or --fx --fy --cx --cy): using Monodepth2's "
+                  "KITTI intrinsics fx = 0.58 W, fy = 1.92 H, centred principal point", file=sys.stderr)
+        if args.camera_height is not None:
+            units = f"metres (ground {args.camera_height:g} m below the camera)"
+        elif stereo_units:
+            units = f"metres (stereo model, x{args.scale:g})"
+        elif args.scale is not None:
+            units = f"{args.scale:g} / disparity (--scale; metres if the factor is metric)"
+        else:
+            units = "relative (monocular model, unknown scale)"
+        ply = (K_ply, not args.ply_ascii, ["dabdepth depth.predict point cloud",
+                                           "camera frame: x right, y down, z forward", f"units {units}"])
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs, errors = collect_jobs(args.inputs, out_dir)
@@ -138,14 +183,14 @@ def main(argv: list[str] | None = None) -> int:
                 if job.kind == "image":
                     rgb = read_image(job.path)
                     disp, depth = predict(rgb)
-                    write_outputs(job.prefix, rgb, disp, depth)
+                    write_outputs(job.prefix, rgb, disp, depth, ply)
                     written += 1
                     bar.update(1)
                 else:
                     n = 0
                     for n, rgb in enumerate(video_frames(job.path), start=1):
                         disp, depth = predict(rgb)
-                        write_outputs(job.prefix / f"{n - 1:06d}", rgb, disp, depth)
+                        write_outputs(job.prefix / f"{n - 1:06d}", rgb, disp, depth, ply)
                         written += 1
                         if n <= job.frames:
                             bar.update(1)

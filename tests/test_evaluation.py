@@ -211,6 +211,12 @@ def test_cli_depth_disparities_on_generated_gt(tmp_path):
     assert "abs_rel" in r.stdout and "Scaling ratios" in r.stdout
     got = json.loads((tmp_path / "m.json").read_text())
     ref = compute_depth_metrics(disp, gts)
+    # the protocol line, printed and stored: velodyne rules, 5 saved disparity maps, median scaling
+    line = got.pop("protocol")
+    assert f"protocol: {line}" in r.stdout
+    assert line.startswith(f"kitti {tmp_path / 'split.txt'} (velodyne GT) | 5 images | input saved disparities | "
+                           f"crop Garg") and "| depth 0.001 < gt < 80 m" in line
+    assert "| scaling median per image | post-process none | resize disparity INTER_LINEAR to the GT" in line
     assert set(got) == {"abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "n_images", "ratio_median",
                         "ratio_std"}
     for k, v in got.items():

@@ -241,12 +241,18 @@ def camera_height_scale_many(depths, K, camera_height: float, **kwargs) -> tuple
     return float(np.median(ok)), out
 
 
-def ground_scale(depth: np.ndarray, K_size: tuple[np.ndarray, tuple[int, int] | None], shape,
-                 camera_height: float) -> float:
-    """Factor putting the ground plane of ``depth`` (at the input's size) ``camera_height`` below."""
+def frame_intrinsics(K_size: tuple[np.ndarray, tuple[int, int] | None], shape) -> np.ndarray:
+    """``K`` (pixels) for a frame of ``shape`` ``(H, W, ...)``: rescaled from the size ``(W, H)``
+    it was stated for, when one was stated (rows 0/1 by the width/height ratio), else as given."""
     K, size = K_size
     K = np.asarray(K, dtype=np.float64).copy()
     if size is not None and tuple(size) != (shape[1], shape[0]):
         K[0] *= shape[1] / size[0]
         K[1] *= shape[0] / size[1]
-    return camera_height_scale(depth, K, camera_height)[0]
+    return K
+
+
+def ground_scale(depth: np.ndarray, K_size: tuple[np.ndarray, tuple[int, int] | None], shape,
+                 camera_height: float) -> float:
+    """Factor putting the ground plane of ``depth`` (at the input's size) ``camera_height`` below."""
+    return camera_height_scale(depth, frame_intrinsics(K_size, shape), camera_height)[0]

@@ -14,12 +14,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+import torch
+
 from common.atomic import atomic_write
-from data.frames import IMAGE_EXTS, VIDEO_EXTS
+from data.frames import IMAGE_EXTS, VIDEO_EXTS, monodepth2_intrinsics
 from data.video import video_frame_count
+from depth.eval.scale import frame_intrinsics
+from depth.geometry import backproject
+from depth.io.ply import write_ply
 from depth.visualize import side_by_side
 
-__all__ = ["Job", "collect_jobs", "write_outputs"]
+__all__ = ["Job", "collect_jobs", "write_outputs", "point_cloud"]
 
 
 @dataclass
@@ -69,12 +74,32 @@ def collect_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[str]
     return jobs, errors
 
 
-def write_outputs(prefix: Path, rgb: np.ndarray, disp: np.ndarray, depth: np.ndarray) -> None:
+def point_cloud(depth: np.ndarray, rgb: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pixel of ``depth`` (``H x W``) back-projected with ``K`` (pixels of that map) by
+    :func:`depth.geometry.backproject` (pixel ``(col, row)`` at ``u = col, v = row``): ``(H*W, 3)``
+    float32 camera-frame points in raster order and their ``(H*W, 3)`` uint8 colours from ``rgb``."""
+    d = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None, None]
+    pts = backproject(d, torch.from_numpy(np.asarray(K, dtype=np.float32))[None])[0]
+    return pts.reshape(3, -1).T.contiguous().numpy(), np.ascontiguousarray(rgb).reshape(-1, 3)
+
+
+def write_outputs(prefix: Path, rgb: np.ndarray, disp: np.ndarray, depth: np.ndarray, ply=None) -> None:
     """``<prefix>_disp.png`` (:func:`depth.visualize.side_by_side` of ``rgb`` and ``disp``) and
-    ``<prefix>_depth.npy`` (``depth``), both written atomically (renamed into place; not fsynced)."""
+    ``<prefix>_depth.npy`` (``depth``), both written atomically (renamed into place; not fsynced).
+    ``ply``: ``(K_size or None, binary, comments)`` to also write ``<prefix>.ply``
+    (:func:`point_cloud` with :func:`depth.eval.scale.frame_intrinsics` of ``K_size``, or
+    Monodepth2's KITTI intrinsics scaled to the frame when ``K_size`` is None)."""
     png = prefix.with_name(prefix.name + "_disp.png")
     ok, data = cv2.imencode(".png", cv2.cvtColor(side_by_side(rgb, disp), cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"could not encode {png}")
     atomic_write(png, lambda f: f.write(data.tobytes()), fsync=False)
     atomic_write(prefix.with_name(prefix.name + "_depth.npy"), lambda f: np.save(f, depth), fsync=False)
+    if ply is not None:
+        K_size, binary, comments = ply
+        K = (frame_intrinsics(K_size, rgb.shape) if K_size is not None
+             else monodepth2_intrinsics(rgb.shape[1], rgb.shape[0]).astype(np.float64))
+        pts, cols = point_cloud(depth, rgb, K)
+        write_ply(prefix.with_name(prefix.name + ".ply"), pts, cols, binary=binary,
+                  comments=[*comments, "intrinsics fx {:.6g} fy {:.6g} cx {:.6g} cy {:.6g} (pixels of this "
+                            "frame)".format(K[0, 0], K[1, 1], K[0, 2], K[1, 2])])
