@@ -190,9 +190,15 @@ def write_frames(root: Path, n: int, workers: int, seed: int = 0) -> dict:
         folder.mkdir(parents=True)
         (root / DATE / "calib_cam_to_cam.txt").write_text(_calib_text())
         jobs = [(i, str(folder / f"{i:010d}.png")) for i in range(n)]
-        ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(max(1, workers), initializer=_frame_init, initargs=(seed,)) as pool:
-            sizes = list(pool.imap_unordered(_frame_write, jobs, chunksize=8))
+        if workers <= 1:
+            _frame_init(seed)
+            sizes = [_frame_write(job) for job in jobs]
+        else:
+            # spawn, not fork: a forked child of a process whose OpenCV/OpenMP thread pools already
+            # started can deadlock in its first cv2 call
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(workers, initializer=_frame_init, initargs=(seed,)) as pool:
+                sizes = list(pool.imap_unordered(_frame_write, jobs, chunksize=8))
         (root / "splits").mkdir()
         (root / "splits" / "train_files.txt").write_text(
             "".join(f"{DATE}/{DRIVE} {i} l\n" for i in range(1, n - 1)))
