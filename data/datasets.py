@@ -5,6 +5,9 @@ and ground truth, never models.
 """
 from __future__ import annotations
 
+import hashlib
+import io
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,13 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from common.atomic import atomic_write
 from data.kitti import KittiImageSet, KittiRawDataset
 from data.splits import BUILTIN_SPLITS_DIR, read_split_file, split_file
 from data.synthetic import ensure_synthetic
 from data.velodyne import benchmark_png_path, generate_depth_map, read_benchmark_png, velodyne_path
 from data.video import build_video_data
 
-__all__ = ["DatasetNotFound", "RunData", "build_run_data", "build_training_data", "load_validation_gt"]
+__all__ = ["DatasetNotFound", "RunData", "build_run_data", "build_training_data", "load_validation_gt",
+           "validation_list", "gt_cache_dir"]
 
 KITTI_HELP = """\
 No KITTI raw data found at data.root={root!r}.
@@ -39,9 +44,69 @@ class DatasetNotFound(FileNotFoundError):
     pass
 
 
-def load_validation_gt(root: Path, entries, kind: str = "auto") -> list[np.ndarray] | None:
+def gt_cache_dir(data_cache_dir: str | Path | None = None) -> Path:
+    """Where projected validation GT is cached: ``<data.cache_dir>/val_gt`` when set, else
+    ``$XDG_CACHE_HOME/dabdepth/val_gt`` (``~/.cache/dabdepth/val_gt``)."""
+    if data_cache_dir:
+        return Path(data_cache_dir) / "val_gt"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dabdepth" / "val_gt"
+
+
+def _scan_key(root: Path, entries, scans: list[Path]) -> str:
+    """A digest of what the projected maps depend on: every scan's and calibration file's path, size
+    and mtime (a changed file gives a new key, so the cache never serves stale GT)."""
+    h = hashlib.sha256(b"velodyne-gt v1")
+    files = list(scans) + sorted({root / e.date / name for e in entries
+                                  for name in ("calib_cam_to_cam.txt", "calib_velo_to_cam.txt")})
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def _projected_gt(root: Path, entries, scans: list[Path], cache: Path | None) -> list[np.ndarray]:
+    """Velodyne scans projected to GT maps (:func:`data.velodyne.generate_depth_map`), read from /
+    written to ``cache`` (sparse: the valid pixels' flat indices and depths, one ``.npz``, written
+    atomically) so a run projects its validation scans once, not at every start."""
+    path = None
+    if cache is not None:
+        path = cache / f"{_scan_key(root, entries, scans)}.npz"
+        if path.is_file():
+            try:
+                with np.load(path) as z:
+                    shapes = z["shapes"]
+                    out = []
+                    for i, (h, w) in enumerate(shapes):
+                        m = np.zeros(int(h) * int(w), np.float32)
+                        m[z[f"idx{i}"]] = z[f"val{i}"]
+                        out.append(m.reshape(int(h), int(w)))
+                if len(out) == len(entries):
+                    return out
+            except (OSError, ValueError, KeyError):
+                pass  # unreadable cache: project again and rewrite it
+    maps = [generate_depth_map(root / e.date, p) for e, p in zip(entries, scans)]
+    if path is not None:
+        arrays = {"shapes": np.array([m.shape for m in maps], np.int64)}
+        for i, m in enumerate(maps):
+            flat = m.ravel()
+            idx = np.flatnonzero(flat).astype(np.int32)
+            arrays[f"idx{i}"], arrays[f"val{i}"] = idx, flat[idx]
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda f: f.write(buf.getvalue()), fsync=False)
+        except OSError as e:  # a read-only cache is not an error: the maps are already in memory
+            print(f"validation GT: could not cache {path} ({e})", file=sys.stderr)
+    return maps
+
+
+def load_validation_gt(root: Path, entries, kind: str = "auto", cache_dir: str | Path | None = None
+                       ) -> list[np.ndarray] | None:
     """GT depth maps (metres, 0 = invalid) for ``entries``: benchmark PNGs where present
-    (``kind`` auto/benchmark), else projected velodyne scans (auto/velodyne); None if neither."""
+    (``kind`` auto/benchmark), else projected velodyne scans (auto/velodyne; cached in ``cache_dir``,
+    see :func:`_projected_gt`; None: not cached); None if neither."""
     if kind == "none" or not entries:
         return None
     bench = [benchmark_png_path(root, e.folder, e.frame, e.side) for e in entries]
@@ -56,18 +121,26 @@ def load_validation_gt(root: Path, entries, kind: str = "auto") -> list[np.ndarr
             missing = [str(p) for p in scans if not p.is_file()]
             raise FileNotFoundError(f"data.val_gt=velodyne: {len(missing)} scans missing, e.g. {missing[:5]}")
         return None
-    return [generate_depth_map(root / e.date, p) for e, p in zip(entries, scans)]
+    return _projected_gt(Path(root), entries, scans, None if cache_dir is None else Path(cache_dir))
+
+
+def validation_list(split: str, which: str = "val") -> Path | None:
+    """The frames training-time validation scores. ``which="val"`` (the default, ``data.val_split``):
+    the split's own ``val_files.txt`` (``eigen_zhou``'s 4,424 frames of the training drives; never the
+    test set); None when the split has none. ``which="test"``: its ``test_files.txt``, or Eigen's
+    test list for the built-in training splits -- what the DaB-Net code validates on: it looks at the
+    test set while training, so a checkpoint chosen by it is chosen on the test set."""
+    try:
+        return split_file(split, which)
+    except FileNotFoundError:
+        if which == "test" and (BUILTIN_SPLITS_DIR / str(split)).is_dir():
+            return BUILTIN_SPLITS_DIR / "eigen" / "test_files.txt"
+        return None
 
 
 def _validation_split(split: str) -> Path | None:
-    """The test list used for validation metrics: the split's own test_files.txt, or eigen's
-    for the built-in training splits."""
-    try:
-        return split_file(split, "test")
-    except FileNotFoundError:
-        if (BUILTIN_SPLITS_DIR / str(split)).is_dir():
-            return BUILTIN_SPLITS_DIR / "eigen" / "test_files.txt"
-        return None
+    """Kept for callers of the old name: :func:`validation_list` with ``which="test"``."""
+    return validation_list(split, "test")
 
 
 @dataclass
@@ -126,7 +199,11 @@ def build_run_data(data_cfg, augment_cfg, seed: int = 0, progress: bool = False,
             print(f"image cache: {len(report['unreadable'])} files could not be decoded and were not cached, "
                   f"e.g. {report['unreadable'][:5]}", file=sys.stderr)
     val_images = val_gt = None
-    test_list = _validation_split(data_cfg.split) if data_cfg.val_gt != "none" else None
+    which = getattr(data_cfg, "val_split", "val")
+    test_list = validation_list(data_cfg.split, which) if data_cfg.val_gt != "none" else None
+    if test_list is None and data_cfg.val_gt != "none":
+        print(f"validation: split {data_cfg.split!r} has no {which}_files.txt: no validation metrics "
+              f"(data.val_split=test scores its test list instead)", file=sys.stderr)
     if test_list is not None:
         test_entries = read_split_file(test_list)
         if data_cfg.val_max_images and len(test_entries) > data_cfg.val_max_images:
@@ -134,7 +211,8 @@ def build_run_data(data_cfg, augment_cfg, seed: int = 0, progress: bool = False,
             test_entries = [test_entries[i] for i in idx]
         images = KittiImageSet(root, test_entries, data_cfg.img_ext)
         if all(images.path(i).is_file() for i in range(len(images))):
-            val_gt = load_validation_gt(root, test_entries, data_cfg.val_gt)
+            val_gt = load_validation_gt(root, test_entries, data_cfg.val_gt,
+                                        cache_dir=gt_cache_dir(data_cfg.cache_dir or None))
             val_images = images if val_gt is not None else None
     return RunData(train_set, val_images, val_gt)
 

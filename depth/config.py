@@ -59,7 +59,8 @@ class DataConfig:
     stereo_baseline: float = 0.54  # stereo translation used by the loss (training units); 0.1 = Monodepth2
     stereo_baseline_metric: float = 0.54  # the rig's real baseline in metres (KITTI 0.54); eval scale = metric / baseline
     val_gt: str = "auto"  # ground truth for validation: auto | benchmark (dense PNG) | velodyne | none
-    val_max_images: int = 200  # validate on at most this many test frames
+    val_split: str = "val"  # validation frames: val (the split's val_files.txt) | test (its test list, Eigen's for built-in splits)
+    val_max_images: int = 200  # validate on at most this many frames
     cache_dir: str = ""  # optional on-disk cache of pre-resized training images
     cache_images: bool = False  # keep decoded, resized frames in memory (small datasets / low res)
     check: bool = False  # verify every file of the split exists before training
@@ -356,6 +357,7 @@ def validate(cfg: Config) -> None:
            "stereo training needs a rectified pair (data.dataset=kitti); video folders are monocular")
     _check(d.img_ext in ("auto", "png", "jpg"), "data.img_ext", f"auto | png | jpg, got {d.img_ext!r}")
     _check(d.on_bad_sample in ("error", "skip"), "data.on_bad_sample", f"error | skip, got {d.on_bad_sample!r}")
+    _check(d.val_split in ("val", "test"), "data.val_split", f"val | test, got {d.val_split!r}")
     _check(d.val_gt in ("auto", "benchmark", "velodyne", "none"), "data.val_gt",
            f"auto | benchmark | velodyne | none, got {d.val_gt!r}")
     _check(len(d.frame_ids) > 1 or d.stereo, "data.frame_ids", "needs a source frame (or data.stereo=true)")

@@ -50,7 +50,7 @@ RECORDED = {
 def _run(root: Path, out: Path, extra: tuple[str, ...]) -> tuple[Trainer, dict]:
     cfg = load_config(ROOT / "configs" / "synthetic.yaml", [
         f"data.root={root}", f"data.split={root / 'splits'}", "data.synthetic.generate=false",
-        "data.height=64", "data.width=64", "data.cache_images=false",
+        "data.height=64", "data.width=64", "data.cache_images=false", "data.val_split=test",
         "train.batch_size=2", f"train.max_steps={STEPS}", "train.num_workers=0", "train.progress=false",
         "train.log_every=5", "train.image_every=10", "train.val_every=10", "train.checkpoint_every=20",
         "train.device=cpu", "train.seed=3", "optim.warmup_steps=5", "optim.step_milestones=[15]",

@@ -6,24 +6,29 @@ import json
 import math
 import shutil
 import zipfile
+from dataclasses import replace
 
 import cv2
 import numpy as np
 import pytest
+import scipy.io
 
 import evaluate
 from data.cityscapes import (CITYSCAPES_TEST_COUNT, CITYSCAPES_TEST_FILES, CityscapesTestSet,
                              disparity_to_depth, read_camera, read_cityscapes_split, read_disparity_png)
 from data.frames import read_image
 from data.make3d import Make3DTestSet, read_laser_depth
+from data.nyuv2 import NYUv2TestSet
+from depth.config import load_config
 from depth.eval.protocols import (CITYSCAPES, MAKE3D, NYUV2, cityscapes_eval_box, kitti_protocol,
                                   make3d_gt_rows, make3d_input_window)
 from depth.eval.scoring import score_per_image
 from depth.eval.sets import load_eval_set
 from depth.eval.metrics import compute_depth_metrics_per_image
+from depth.inference import predict_disparities
 from tests.evalset_fixtures import (CITY_FRAMES, CITY_HW, MAKE3D_IDS, NYU_FRAMES, nyu_frame, write_cityscapes,
                                     write_make3d, write_nyuv2)
-
+from tests.helpers import write_checkpoint
 
 
 def _h5py():
@@ -49,7 +54,6 @@ def test_make3d_reader_and_crops_on_real_layout(tmp_path):
     root = write_make3d(tmp_path / "make3d")
     s = Make3DTestSet(root)
     assert s.ids == sorted(MAKE3D_IDS) and len(s) == 3
-    import scipy.io
     grid = scipy.io.loadmat(str(root / "Gridlaserdata" / f"depth_sph_corr-{s.ids[0]}.mat"))["Position3DGrid"]
     assert grid.shape == (55, 305, 4)
     np.testing.assert_array_equal(s.depth(0), grid[:, :, 3].astype(np.float32))  # the 4th channel, depth in m
@@ -124,7 +128,6 @@ def test_make3d_nearest_resize_is_what_makes_the_zero_errors(tmp_path):
     root = _make3d_case(tmp_path)
     es = load_eval_set("make3d", root)
     disp = np.load(tmp_path / "disp.npy")
-    from dataclasses import replace
     near = score_per_image(disp, es.gts, MAKE3D, median_scaling=False)
     lin = score_per_image(disp, es.gts, replace(MAKE3D, resize="linear"), median_scaling=False)
     assert near["abs_rel"][0] == pytest.approx((10 / 60) / 3, rel=1e-12)
@@ -143,7 +146,6 @@ def test_make3d_missing_and_malformed_files(tmp_path, capsys):
     mat.write_bytes(b"MATLAB 5.0 MAT-file" + b"\0" * 10)
     rc, out = _eval(capsys, *args)
     assert rc == 2 and f"corrupt or unreadable Make3D laser depth file {mat}" in _one_line(out.err)
-    import scipy.io
     scipy.io.savemat(str(mat), {"depthMap": np.zeros((55, 305))})
     rc, out = _eval(capsys, *args)
     assert rc == 2 and f"{mat} has no variable 'Position3DGrid'" in _one_line(out.err)
@@ -159,9 +161,6 @@ def test_make3d_missing_and_malformed_files(tmp_path, capsys):
 
 def test_make3d_checkpoint_feeds_the_crop_to_the_network(tmp_path, capsys):
     """End to end with a model: evaluate.py's numbers equal predicting on the 2:1 crops by hand."""
-    from depth.config import load_config
-    from depth.inference import predict_disparities
-    from tests.helpers import write_checkpoint
 
     root = write_make3d(tmp_path / "make3d")
     cfg = load_config(overrides=["data.height=64", "data.width=128"])
@@ -310,7 +309,6 @@ def test_cityscapes_missing_and_malformed_files(tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------------- NYUv2
 def test_nyuv2_reader_transposes_hdf5_and_uses_one_based_split(tmp_path):
-    from data.nyuv2 import NYUv2TestSet
 
     h5py = _h5py()
     root = write_nyuv2(tmp_path / "nyu")
@@ -363,7 +361,6 @@ def test_nyuv2_missing_and_malformed_files(tmp_path, capsys):
     rc, out = _eval(capsys, *args)
     assert rc == 2 and f"NYUv2 split file {root / 'splits.mat'}: testNdxs index 9 is outside 1..4" in \
         _one_line(out.err)
-    import scipy.io
     scipy.io.savemat(str(root / "splits.mat"), {"trainNdxs": np.array([[1.0]])})
     rc, out = _eval(capsys, *args)
     assert rc == 2

@@ -165,8 +165,9 @@ def test_validation_equals_evaluate_cli(tiny_synthetic, tmp_path, capsys):
     """Trainer.validate and ``evaluate.py depth`` on the same checkpoint, images and GT: equal to 1e-6."""
     cfg = load_config(ROOT / "configs" / "synthetic.yaml", [
         f"data.root={tiny_synthetic}", f"data.split={tiny_synthetic / 'splits'}", "data.synthetic.generate=false",
-        "data.cache_images=false", "train.batch_size=2", "train.max_steps=1", "train.progress=false",
-        "train.image_every=0", "train.val_every=1", "train.checkpoint_every=1", f"output.dir={tmp_path / 'run'}"])
+        "data.cache_images=false", "data.val_split=test", "train.batch_size=2", "train.max_steps=1",
+        "train.progress=false", "train.image_every=0", "train.val_every=1", "train.checkpoint_every=1",
+        f"output.dir={tmp_path / 'run'}"])
     train_set, val_images, val_gt = build_training_data(cfg.data, cfg.augment, cfg.train.seed)
     assert len(val_gt) == len(val_images) > 1 and val_images[0].shape[:2] != (cfg.data.height, cfg.data.width)
     trainer = Trainer(cfg, train_set, ValidationData(val_images, val_gt))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import evaluate
+from depth.config import load_config
 from depth.eval.gt import SparseGT, save_sparse_gt
 from depth.eval.protocols import MAKE3D
 from depth.eval.report import ERROR_RANGE, ReportView, panels
@@ -34,7 +35,6 @@ def _chromium(tmp_path, *args, timeout=120):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from depth.config import load_config
 
     path = tmp_path_factory.mktemp("ck") / "ck.pt"
     write_checkpoint(path, load_config(overrides=["data.height=64", "data.width=128"]))

@@ -50,7 +50,7 @@ def test_short_training_lowers_loss(tiny_synthetic, tmp_path, extra):
     after = _loss_on(trainer, batch)
     assert after < 0.9 * before, (before, after)
     assert result["steps"] == 30
-    # validation ran on the synthetic test drive with the Eigen metrics
+    # validation ran on the split's val frames (never its test drive) with the Eigen metrics
     assert result["n_images"] == len(val_gt) > 0 and 0 < result["abs_rel"] < 1
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
     assert ckpt["step"] == 30 and set(ckpt["depth_net"]) == set(trainer.depth_net.state_dict())
