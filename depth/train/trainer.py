@@ -49,6 +49,7 @@ from depth.geometry import pose_vector_to_matrix
 from depth.inference import predict_disparities
 from depth.io.checkpoint import library_versions, load_checkpoint, save_checkpoint
 from depth.model import Networks, build_networks
+from depth.train.distributed import all_reduce_, collective_device, is_distributed
 from depth.train.finetune import init_networks
 from depth.train.losses import LossTerms, self_supervised_loss
 from depth.train.run_dir import check_run_dir, clear_checkpoints
@@ -120,10 +121,6 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
 class Trainer:
     """Trains ``cfg``'s networks on ``train_set`` (samples of :class:`data.frames.FrameSampleDataset`).
 
@@ -150,13 +147,17 @@ class Trainer:
         self.cfg = cfg
         self.val_samples = val_samples if val_samples is not None and len(val_samples) > 0 else None
         self.skip_errors = tuple(skip_errors)
-        dist = _distributed()
+        dist = is_distributed()
         if rank is None:
             rank = torch.distributed.get_rank() if dist else 0
         if world_size is None:
             world_size = torch.distributed.get_world_size() if dist else 1
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0
+        # collectives (depth.train.distributed.all_reduce_) run whenever a process group is up, on
+        # the device its backend reduces (CUDA for NCCL, CPU for gloo)
+        self.collectives = dist
+        self.collective_device = collective_device() if dist else None
         t = cfg.train
         if t.batch_size % world_size:
             raise ValueError(f"train.batch_size={t.batch_size} is the global batch and must be divisible by "
@@ -320,10 +321,8 @@ class Trainer:
         terms, disparities = self.compute_loss(batch, self.step_count)
         ok = torch.isfinite(terms.total.detach())
         distributed = self.world_size > 1
-        if distributed:  # every rank takes the same decision (a lone rank skipping would hang the others)
-            flag = ok.to(torch.int32).reshape(1)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-            ok = flag[0] > 0
+        if self.collectives:  # every rank takes the same decision (a lone rank skipping would hang the others)
+            ok = self._all_reduce([int(ok)], torch.distributed.ReduceOp.MIN)[0] > 0
         ok = bool(ok)
         if not ok and not skip_policy:
             raise self._nonfinite(terms.total.item())
@@ -530,12 +529,15 @@ class Trainer:
                                 f"stops the run (first: {bad[0] if bad else '?'})")
         return None
 
+    def _all_reduce(self, values: list[int], op=torch.distributed.ReduceOp.SUM) -> list[int]:
+        """All-reduce a few integers over the ranks (one collective on ``self.collective_device``)."""
+        t = torch.tensor(values, dtype=torch.int64)
+        return [int(v) for v in all_reduce_(t, op, self.collective_device).tolist()]
+
     def _end_epoch_report(self) -> None:
         n = self.bad_samples
-        if self.world_size > 1:
-            t = torch.tensor([n], dtype=torch.int64)
-            torch.distributed.all_reduce(t)
-            n = int(t[0])
+        if self.collectives:
+            n = self._all_reduce([n])[0]
         if n and self.is_main:
             print(f"epoch {self.epoch}: skipped {n} bad samples (data.on_bad_sample=skip)", file=sys.stderr)
             if self.writer is not None:
@@ -593,7 +595,7 @@ class Trainer:
                 if not cfg.train.checkpoint_every:
                     self.save()
         bar.close()
-        if self.bad_samples or self.world_size > 1:  # (a collective: every rank calls it)
+        if self.bad_samples or self.collectives:  # (a collective: every rank calls it)
             self._end_epoch_report()
         metrics = self._validate_and_log()
         last = self.out_dir / "checkpoints" / f"step_{self.step_count:08d}.pt"
