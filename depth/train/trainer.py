@@ -196,7 +196,9 @@ class Trainer:
         if world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(nets, device_ids=ids, output_device=ids[0] if ids else None)
-        self.params = list(self.depth_net.parameters()) + list(self.pose_net.parameters())
+        # stereo-only runs (data.frame_ids=[0], data.stereo=true) have no pose net (build_networks)
+        self.modules = [m for m in (self.depth_net, self.pose_net) if m is not None]
+        self.params = [p for m in self.modules for p in m.parameters()]
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.sampler = ResumableSampler(len(train_set), t.seed, True, rank, world_size, with_epoch=True)
@@ -289,7 +291,8 @@ class Trainer:
         lr = self.lr_at(self.step_count, self.epoch)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
-        self.depth_net.train(), self.pose_net.train()
+        for m in self.modules:
+            m.train()
         return lr
 
     def _nonfinite(self, value: float) -> NonFiniteLossError:
@@ -316,7 +319,7 @@ class Trainer:
         torch.manual_seed(step_seed(self.cfg.train.seed, self.step_count, self.rank))
         skip_policy = self.cfg.train.nan_policy == "skip"
         if skip_policy:  # a skipped step must not leave its BatchNorm statistics behind either
-            buffers = [b for m in (self.depth_net, self.pose_net) for b in m.buffers()]
+            buffers = [b for m in self.modules for b in m.buffers()]
             saved = [b.detach().clone() for b in buffers]
         terms, disparities = self.compute_loss(batch, self.step_count)
         ok = torch.isfinite(terms.total.detach())
@@ -351,7 +354,7 @@ class Trainer:
         self._begin_step()
         self.optimizer.zero_grad(set_to_none=True)
         grads: list[Tensor | None] = [None] * len(self.params)
-        buffers = [b for m in (self.depth_net, self.pose_net) for b in m.buffers()]
+        buffers = [b for m in self.modules for b in m.buffers()]
         saved = None
         out = []
         for r, batch in enumerate(batches):
@@ -402,7 +405,8 @@ class Trainer:
         imitation, the auto-mask noise of step 0; the mean over samples of the total loss
         (``val_loss``) and of its photometric term (``val_photometric``), plus ``n_val_samples``.
         Leaves the global random state untouched."""
-        self.depth_net.eval(), self.pose_net.eval()
+        for m in self.modules:
+            m.eval()
         totals, photometric, n = 0.0, 0.0, 0
         indices = list(range(len(self.val_samples)))
         for start in range(0, len(indices), self.batch_per_rank):
@@ -418,7 +422,7 @@ class Trainer:
         o = self.cfg.optim
         return {
             "depth_net": self.depth_net.state_dict(),
-            "pose_net": self.pose_net.state_dict(),
+            "pose_net": self.pose_net.state_dict() if self.pose_net is not None else None,
             "optimizer": self.optimizer.state_dict(),
             # the lr is a pure function of (step, epoch): Trainer.lr_at; stored for the record
             "scheduler": {"type": "lr_at(step, epoch)", "lr": self.lr_at(self.step_count, self.epoch),
@@ -453,7 +457,8 @@ class Trainer:
 
     def load_state(self, ckpt: dict) -> None:
         self.depth_net.load_state_dict(ckpt["depth_net"])
-        self.pose_net.load_state_dict(ckpt["pose_net"])
+        if self.pose_net is not None:
+            self.pose_net.load_state_dict(ckpt["pose_net"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(ckpt["scaler"])
