@@ -13,6 +13,10 @@ backend is used on CPU and NCCL on CUDA (one GPU per process, LOCAL_RANK). Exit 
 2 bad config, data, checkpoint or run folder, or ImageNet weights asked for (model.pretrained=true)
 and not found -- checked before any data is read (one line; --debug shows the traceback), 3 non-finite
 loss (the last good checkpoint is kept).
+
+SIGTERM, SIGUSR1 or SIGINT (Ctrl-C; a second one aborts) stop the run after the current step on every
+process: rank 0 writes a checkpoint of that step, and every process exits 0 (no metrics.json: the run is
+not finished; continue it with --resume RUN_DIR or train.resume=auto). See docs/training.md, Preemption.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from depth.config import Config, ConfigError, load_config
 from depth.io.checkpoint import find_checkpoint
 from depth.io.imagenet import MissingWeightsError
 from depth.model import check_encoders, imagenet_weights
+from depth.train.preemption import StopRequest
 from depth.train.run_dir import check_run_dir, run_dir_of
 from depth.train.trainer import NonFiniteLossError, Trainer, ValidationData
 
@@ -152,10 +157,16 @@ def _train(cfg: Config, ckpt: dict | None, rank: int, world: int) -> int:
                  f"{trainer.batch_in_epoch})" if ckpt is not None else "")
               + (f"; {trainer.init_summary}" if trainer.init_summary else ""), flush=True)
     try:
-        result = trainer.fit()
+        with StopRequest() as trainer.stop_request:
+            result = trainer.fit()
     except NonFiniteLossError as e:
         print(f"training stopped: {e}", file=sys.stderr)
         return 3
+    if result.get("stopped"):
+        if rank == 0:
+            print(f"stopped by {result['stopped']} after step {result['steps']}: checkpoint {result['checkpoint']}; "
+                  f"continue with `python train.py --resume {cfg.output.dir}` (or train.resume=auto)", flush=True)
+        return 0
     if rank == 0:
         print(json.dumps(result, indent=2))
     return 0

@@ -52,6 +52,7 @@ from depth.model import Networks, build_networks
 from depth.train.distributed import all_reduce_, collective_device, is_distributed
 from depth.train.finetune import init_networks
 from depth.train.losses import LossTerms, self_supervised_loss
+from depth.train.preemption import StopRequest
 from depth.train.run_dir import check_run_dir, clear_checkpoints
 from depth.train.sampling import EpochIndexed, ResumableSampler
 from depth.train.zoom import sample_zoom_boxes, zoom_images, zoom_intrinsics
@@ -217,6 +218,9 @@ class Trainer:
         self._saved_step = -1
         self._resumed_at: int | None = None  # the step load_state restored (None: a new run)
         self._claimed_out_dir = False
+        # SIGTERM / SIGUSR1 / SIGINT (train.py installs the handlers): stop after the current step
+        self.stop_request = StopRequest()
+        self._stop_agreed = False  # every rank's view of the stop requests, agreed in the step's collective
 
     # -- learning rate --------------------------------------------------------------------------
     def lr_at(self, step: int, epoch: int) -> float:
@@ -324,8 +328,11 @@ class Trainer:
         terms, disparities = self.compute_loss(batch, self.step_count)
         ok = torch.isfinite(terms.total.detach())
         distributed = self.world_size > 1
-        if self.collectives:  # every rank takes the same decision (a lone rank skipping would hang the others)
-            ok = self._all_reduce([int(ok)], torch.distributed.ReduceOp.MIN)[0] > 0
+        if self.collectives:  # every rank takes the same decisions (a lone rank skipping would hang the others)
+            # one collective: the loss is finite everywhere, no rank was asked to stop
+            all_ok, no_stop = self._all_reduce([int(ok), int(not self.stop_request.requested)],
+                                               torch.distributed.ReduceOp.MIN)
+            ok, self._stop_agreed = all_ok > 0, no_stop == 0
         ok = bool(ok)
         if not ok and not skip_policy:
             raise self._nonfinite(terms.total.item())
@@ -591,6 +598,8 @@ class Trainer:
                     self.save()
                 if self.step_count >= total:
                     break
+                if self._stop_agreed if self.collectives else self.stop_request.requested:
+                    return self._stop(bar)
             else:  # epoch finished: the scheduler steps at the end of the epoch
                 self._end_epoch_report()
                 self.epoch += 1
@@ -614,6 +623,25 @@ class Trainer:
         if self.is_main:
             atomic_write_text(self.out_dir / "metrics.json", json.dumps(result, indent=2))
         return result
+
+    def _stop(self, bar) -> dict:
+        """End a run asked to stop (:attr:`stop_request`) after the step just taken: rank 0 writes a
+        checkpoint of this step (unless one was just written), every rank waits for it, no final
+        validation and no ``metrics.json`` (the run is not finished). Returns ``steps``, ``epochs``,
+        ``stopped`` (the signal's name) and ``checkpoint`` (the file, on rank 0)."""
+        bar.close()
+        path = None
+        if self.is_main:
+            last = self.out_dir / "checkpoints" / f"step_{self.step_count:08d}.pt"
+            path = last if (self._saved_step == self.step_count and last.is_file()) else self.save()
+        if self.collectives:  # the other ranks exit once rank 0's checkpoint is complete
+            self._all_reduce([1])
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+        return {"steps": self.step_count, "epochs": self.epoch,
+                "stopped": self.stop_request.name or "a stop request of another rank",
+                "checkpoint": str(path) if path is not None else None}
 
     def _validate_and_log(self) -> dict:
         if not self.is_main:
