@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from depth.io.checkpoint import load_checkpoint
+from depth.config import load_config, to_dict
+from depth.io.checkpoint import load_checkpoint, save_checkpoint
 from depth.train.preemption import StopRequest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,3 +117,38 @@ def test_stop_request_records_the_first_signal_and_a_second_ctrl_c_aborts():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.5)
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_resume_auto_starts_fresh_then_continues_a_stopped_run(tiny_synthetic, tmp_path):
+    full, auto = tmp_path / "full", tmp_path / "auto" / "run"
+    steps = 4
+    _run(_args(tiny_synthetic, full, steps=steps, workers=0))
+    args = _args(tiny_synthetic, auto, steps=steps, workers=0) + ["train.resume=auto"]
+    # a nonexistent folder: a new run (step 0), stopped after step 1 (the first epoch is half done)
+    r = _stopped_run(args, tmp_path, signal.SIGTERM, at=1)
+    assert r.returncode == 0 and "resuming" not in r.stdout and "stopped by SIGTERM after step 1" in r.stdout
+    assert load_checkpoint(auto)["step"] == 1
+    # the same command again (a requeued job): continues from the newest checkpoint
+    r = _run(args)
+    assert f"train.resume=auto: resuming from {auto / 'checkpoints'}" in r.stdout and "resumed at step 1" in r.stdout
+    a, b = load_checkpoint(full), load_checkpoint(auto)
+    assert a["step"] == b["step"] == steps
+    for net in ("depth_net", "pose_net"):
+        for k, v in a[net].items():
+            assert (v.double() - b[net][k].double()).abs().max() <= 1e-6, (net, k)
+
+
+def test_resume_auto_refuses_another_config(tiny_synthetic, tmp_path):
+    out = tmp_path / "run"
+    cfg = load_config(ROOT / "configs" / "synthetic.yaml", _args(tiny_synthetic, out)[2:])
+    save_checkpoint({"depth_net": {}, "pose_net": {}, "config": to_dict(cfg), "step": 3}, out / "checkpoints", 3)
+    r = subprocess.run([sys.executable, str(ROOT / "train.py"), *_args(tiny_synthetic, out), "train.resume=auto",
+                        "optim.lr=0.001", "train.num_workers=0"],
+                       cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    line = r.stderr.strip().splitlines()[-1]
+    assert "train.resume=auto" in line and "optim.lr: 0.0003 -> 0.001" in line and "num_workers" not in line
+    r = subprocess.run([sys.executable, str(ROOT / "train.py"), *_args(tiny_synthetic, tmp_path / "new"),
+                        "train.resume=auto", "output.overwrite=true"],
+                       cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "train.resume" in r.stderr and "output.overwrite" in r.stderr
