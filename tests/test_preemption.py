@@ -34,10 +34,12 @@ def _env(**extra):
     return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), **extra)
 
 
-def _stopped_run(args: list[str], tmp_path: Path, sig: int, at: int, **env) -> subprocess.CompletedProcess:
-    """Run train.py (hooked: it waits after step ``at``), send ``sig`` once it waits, return the result."""
+def _stopped_run(args: list[str], tmp_path: Path, sig: int, at: int, launcher: tuple = (), **env
+                 ) -> subprocess.CompletedProcess:
+    """Run train.py (hooked: rank 0 waits after step ``at``), send ``sig`` to rank 0's process once it
+    waits, return the result."""
     flag = tmp_path / f"paused-{at}"
-    proc = subprocess.Popen([sys.executable, str(HOOKS), *args], cwd=ROOT, text=True,
+    proc = subprocess.Popen([sys.executable, *launcher, str(HOOKS), *args], cwd=ROOT, text=True,
                             env=_env(HOOK_PAUSE_AT=str(at), HOOK_FLAG=str(flag), **env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -47,7 +49,7 @@ def _stopped_run(args: list[str], tmp_path: Path, sig: int, at: int, **env) -> s
                 raise AssertionError(f"exited ({proc.returncode}) before step {at}: {proc.stderr.read()[-2000:]}")
             assert time.time() - t0 < 240, "timed out"
             time.sleep(0.02)
-        proc.send_signal(sig)
+        os.kill(int(flag.read_text()), sig)
         out, err = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:
@@ -152,3 +154,16 @@ def test_resume_auto_refuses_another_config(tiny_synthetic, tmp_path):
                         "train.resume=auto", "output.overwrite=true"],
                        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "train.resume" in r.stderr and "output.overwrite" in r.stderr
+
+
+def test_two_processes_stop_after_the_same_step_when_one_is_signalled(tiny_synthetic, tmp_path):
+    """Only rank 0 gets SIGTERM, while it waits after step 2: rank 1 has gone on to step 3's
+    collective, which carries rank 0's request -- both stop after step 3, with rank 0's checkpoint."""
+    out = tmp_path / "ddp"
+    args = _args(tiny_synthetic, out, steps=8, workers=0) + ["train.batch_size=4", "data.cache_images=false"]
+    r = _stopped_run(args, tmp_path, signal.SIGTERM, at=2,
+                     launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert "2 process(es) x 2" in r.stdout and "stopped by SIGTERM after step 3" in r.stdout
+    ckpt = load_checkpoint(out)
+    assert ckpt["step"] == 3 and ckpt["sampler"]["world_size"] == 2 and not (out / "metrics.json").exists()

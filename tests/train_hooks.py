@@ -2,9 +2,10 @@
 
 Environment:
 
-* ``HOOK_PAUSE_AT=N`` and ``HOOK_FLAG=FILE``: after the N-th optimiser step's work (on every rank),
-  write FILE (``FILE.rank<r>`` on rank r > 0) and wait until this process has received a stop signal
-  (at most 120 s) -- so a test's signal lands at a known step, whatever the machine's speed.
+* ``HOOK_PAUSE_AT=N`` and ``HOOK_FLAG=FILE``: on rank 0, after the N-th optimiser step's work,
+  write this process's id to FILE and wait until it has received a stop signal (at most 120 s) -- so a
+  test's signal lands at a known step, whatever the machine's speed (other ranks go on to the next
+  step's collective and wait there for rank 0).
 * ``HOOK_SIGNAL_IN_SAVE=NAME``: every checkpoint write after a stop request first sends this
   process signal NAME (a second signal arriving during the save).
 """
@@ -32,8 +33,9 @@ real_save = trainer_module.save_checkpoint
 
 def train_step(self, batch):
     out = real_step(self, batch)
-    if pause_at and self.step_count + 1 == pause_at:
-        Path(flag + (f".rank{self.rank}" if self.rank else "")).write_text(str(pause_at))
+    if pause_at and self.step_count + 1 == pause_at and self.rank == 0:
+        Path(flag + ".tmp").write_text(str(os.getpid()))
+        os.replace(flag + ".tmp", flag)  # the test never reads half of it
         t0 = time.time()
         while not self.stop_request.requested and time.time() - t0 < 120:
             time.sleep(0.01)
