@@ -7,12 +7,18 @@
 Without --config the KITTI baseline (configs/baseline_kitti_640x192.yaml) is trained at data.root.
 Every config key can be overridden on the command line with its dotted name (train.max_steps=100).
 --resume RUN_DIR continues in RUN_DIR (whatever output.dir its saved config names); a new run into
-a folder that holds checkpoints stops before any work unless output.overwrite=true.
+a folder that holds checkpoints stops before any work unless output.overwrite=true, or, with
+train.resume=auto, continues from the newest complete checkpoint there when it was written with the
+same config (exit 2 naming the differing keys otherwise) -- the setting for requeued jobs.
 Under torchrun, train.batch_size is the global batch (split evenly over the processes); the gloo
 backend is used on CPU and NCCL on CUDA (one GPU per process, LOCAL_RANK). Exit codes: 0 done,
 2 bad config, data, checkpoint or run folder, or ImageNet weights asked for (model.pretrained=true)
 and not found -- checked before any data is read (one line; --debug shows the traceback), 3 non-finite
 loss (the last good checkpoint is kept).
+
+SIGTERM, SIGUSR1 or SIGINT (Ctrl-C; a second one aborts) stop the run after the current step on every
+process: rank 0 writes a checkpoint of that step, and every process exits 0 (no metrics.json: the run is
+not finished; continue it with --resume RUN_DIR or train.resume=auto). See docs/training.md, Preemption.
 """
 from __future__ import annotations
 
@@ -32,7 +38,8 @@ from depth.config import Config, ConfigError, load_config
 from depth.io.checkpoint import find_checkpoint
 from depth.io.imagenet import MissingWeightsError
 from depth.model import check_encoders, imagenet_weights
-from depth.train.run_dir import check_run_dir, run_dir_of
+from depth.train.preemption import StopRequest
+from depth.train.run_dir import auto_resume, check_run_dir, run_dir_of
 from depth.train.trainer import NonFiniteLossError, Trainer, ValidationData
 
 ROOT = Path(__file__).resolve().parent
@@ -93,8 +100,14 @@ def main(argv=None) -> int:
         check_run_dir(cfg.output.dir, int(ckpt.get("step", 0)), cfg.output.overwrite)
     else:
         cfg = load_config(args.config or DEFAULT_CONFIG, args.overrides)
-        ckpt = None
-        check_run_dir(cfg.output.dir, None, cfg.output.overwrite)
+        found = auto_resume(cfg) if cfg.train.resume == "auto" else None
+        ckpt = found.state if found is not None else None
+        if found is not None and int(os.environ.get("RANK", "0")) == 0:
+            for skipped in found.skipped:
+                print(f"warning: skipped an unreadable checkpoint: {skipped}", file=sys.stderr, flush=True)
+            print(f"train.resume=auto: resuming from {found.path} (step {ckpt.get('step', '?')}) in "
+                  f"{cfg.output.dir}", flush=True)
+        check_run_dir(cfg.output.dir, None if ckpt is None else int(ckpt.get("step", 0)), cfg.output.overwrite)
     if ckpt is None and cfg.model.init_from and not Path(cfg.model.init_from).exists():
         raise FileNotFoundError(f"model.init_from: no such file or folder {cfg.model.init_from}")
     check_model(cfg, resumed=ckpt is not None)
@@ -152,10 +165,16 @@ def _train(cfg: Config, ckpt: dict | None, rank: int, world: int) -> int:
                  f"{trainer.batch_in_epoch})" if ckpt is not None else "")
               + (f"; {trainer.init_summary}" if trainer.init_summary else ""), flush=True)
     try:
-        result = trainer.fit()
+        with StopRequest() as trainer.stop_request:
+            result = trainer.fit()
     except NonFiniteLossError as e:
         print(f"training stopped: {e}", file=sys.stderr)
         return 3
+    if result.get("stopped"):
+        if rank == 0:
+            print(f"stopped by {result['stopped']} after step {result['steps']}: checkpoint {result['checkpoint']}; "
+                  f"continue with `python train.py --resume {cfg.output.dir}` (or train.resume=auto)", flush=True)
+        return 0
     if rank == 0:
         print(json.dumps(result, indent=2))
     return 0

@@ -156,6 +156,11 @@ class TrainConfig:
     nan_policy: str = "error"  # error | skip
     sync_bn: bool = False
     progress: bool = True
+    # off: a new run into a folder holding checkpoints stops (output.overwrite, --resume); auto: a run
+    # into a folder holding this run's checkpoints continues from the newest complete one (the same
+    # config, else it stops naming the differing keys), into an empty one starts at step 0 --
+    # the setting for jobs that are requeued or restarted (docs/training.md, Preemption)
+    resume: str = "off"
 
 
 @dataclass
@@ -397,3 +402,6 @@ def validate(cfg: Config) -> None:
     _check(t.amp in ("auto", "off", "bf16", "fp16"), "train.amp", f"auto | off | bf16 | fp16, got {t.amp!r}")
     _check(t.nan_policy in ("error", "skip"), "train.nan_policy", f"error | skip, got {t.nan_policy!r}")
     _check(t.keep_checkpoints >= 1, "train.keep_checkpoints", f"must be >= 1, got {t.keep_checkpoints}")
+    _check(t.resume in ("off", "auto"), "train.resume", f"off | auto, got {t.resume!r}")
+    _check(not (t.resume == "auto" and cfg.output.overwrite), "train.resume",
+           "auto continues the checkpoints in output.dir, which output.overwrite=true would remove: set one of them")

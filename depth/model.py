@@ -25,7 +25,7 @@ from depth.io.monodepth2 import from_monodepth2, monodepth2_folder
 from depth.networks import DepthNet, PoseNet
 from depth.networks.encoder import encoder_layout
 
-__all__ = ["Networks", "build_networks", "init_seed", "imagenet_weights", "check_encoders",
+__all__ = ["Networks", "build_networks", "needs_pose_net", "init_seed", "imagenet_weights", "check_encoders",
            "load_model", "networks_from_checkpoint"]
 
 
@@ -41,8 +41,9 @@ class Networks(nn.Module):
     translation)`` per source frame, the pose net taking the jittered, never zoomed frames
     ``color_aug`` ``(B, F, 3, H, W)`` in temporal order (resized to ``model.pose_size`` inside
     :class:`depth.networks.PoseNet`). Checkpoints store ``depth_net`` and ``pose_net`` as two state
-    dicts. ``pose_net`` is None for a loaded model that has none (a Monodepth2 folder without pose
-    files); built networks always have one.
+    dicts. ``pose_net`` is None for a model that needs none -- stereo-only training
+    (``data.frame_ids=[0]``, :func:`needs_pose_net`) -- and for a loaded model that has none (a
+    Monodepth2 folder without pose files); its checkpoints store ``pose_net: None``.
     """
 
     def __init__(self, depth_net: DepthNet, pose_net: PoseNet | None):
@@ -82,6 +83,8 @@ def imagenet_weights(cfg: Config) -> dict[str, Path]:
     if not m.pretrained:
         return {}
     names = {"encoder": m.encoder, "pose_encoder": m.pose_encoder}
+    if not needs_pose_net(cfg):  # stereo-only: no pose net to initialise
+        del names["pose_encoder"]
     same_arch = m.encoder.split(".")[0] == m.pose_encoder.split(".")[0]
     sources = {}
     for key, name in names.items():
@@ -112,8 +115,14 @@ def init_seed(seed: int, network: str) -> int:
     return (int(w[0]) & 0x7FFF_FFFF) << 32 | int(w[1])
 
 
+def needs_pose_net(cfg: Config) -> bool:
+    """Whether ``cfg`` trains with temporal source frames (``data.frame_ids`` beyond ``[0]``), which
+    the pose net relates to the target; stereo-only training (``[0]`` + ``data.stereo``) has none."""
+    return len(cfg.data.frame_ids) > 1
+
+
 def build_networks(cfg: Config, pretrained: bool = False) -> Networks:
-    """Both networks of ``cfg.model``, randomly initialised from :func:`init_seed` of
+    """Both networks of ``cfg.model`` (no pose net when :func:`needs_pose_net` says no), randomly initialised from :func:`init_seed` of
     ``train.seed`` (the same config gives the same weights, whatever the global random state).
 
     With ``pretrained`` and ``model.pretrained``, both encoders start from ImageNet weights
@@ -127,10 +136,12 @@ def build_networks(cfg: Config, pretrained: bool = False) -> Networks:
         torch.manual_seed(init_seed(cfg.train.seed, "depth_net"))
         depth_net = DepthNet(m.encoder, weights.get("encoder"), scales=tuple(m.scales), dca=m.dca,
                              dca_dropout=m.dca_dropout)
-        torch.manual_seed(init_seed(cfg.train.seed, "pose_net"))
-        pose_net = PoseNet(m.pose_encoder, weights.get("pose_encoder"), rotation_scale=m.pose_rotation_scale,
-                           translation_scale=m.pose_translation_scale,
-                           input_size=tuple(m.pose_size) if m.pose_size else None)
+        pose_net = None
+        if needs_pose_net(cfg):
+            torch.manual_seed(init_seed(cfg.train.seed, "pose_net"))
+            pose_net = PoseNet(m.pose_encoder, weights.get("pose_encoder"), rotation_scale=m.pose_rotation_scale,
+                               translation_scale=m.pose_translation_scale,
+                               input_size=tuple(m.pose_size) if m.pose_size else None)
     if m.init_depth > 0:
         depth_net.decoder.init_disparity(depth_to_sigmoid(m.init_depth, m.min_depth, m.max_depth))
     return Networks(depth_net, pose_net)
@@ -139,14 +150,16 @@ def build_networks(cfg: Config, pretrained: bool = False) -> Networks:
 def networks_from_checkpoint(ckpt: dict) -> tuple[Networks, Config]:
     """``(networks in eval mode, Config)`` from a checkpoint dict of this project (``depth_net``,
     ``pose_net``, ``config``; see :mod:`depth.io.checkpoint`). ``pose_net: None`` (a converted model
-    without a pose network) gives ``Networks.pose_net = None``."""
+    without a pose network, a stereo-only run) gives ``Networks.pose_net = None``; a stereo-only
+    model's checkpoint that holds pose weights anyway (written before stereo-only runs had no pose
+    net) loads without them."""
     missing = [k for k in ("depth_net", "pose_net", "config") if k not in ckpt]
     if missing:
         raise RuntimeError(f"checkpoint lacks {missing}: not written by this project?")
     cfg = from_dict(ckpt["config"])
     nets = build_networks(cfg)
     nets.depth_net.load_state_dict(ckpt["depth_net"])
-    if ckpt["pose_net"] is None:
+    if ckpt["pose_net"] is None or nets.pose_net is None:
         nets.pose_net = None
     else:
         nets.pose_net.load_state_dict(ckpt["pose_net"])

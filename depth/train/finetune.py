@@ -66,6 +66,8 @@ def init_networks(nets: Networks, path: str | Path) -> str:
     summary = f"initialised from {path}: depth net {sum(k in ours for k in theirs)}/{len(ours)} tensors"
     if fresh:
         summary += f" (fresh: {', '.join(fresh)})"
+    if nets.pose_net is None:  # stereo-only: no pose net here
+        return summary
     if src.pose_net is None:
         return summary + "; pose net as built (the source has none)"
     mine, pose = nets.pose_net.state_dict(), src.pose_net.state_dict()

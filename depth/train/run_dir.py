@@ -6,9 +6,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from depth.io.checkpoint import step_files, step_of
+from depth.config import Config, ConfigError, from_dict, to_dict
+from depth.io.checkpoint import LoadedCheckpoint, find_checkpoint, step_files, step_of
 
-__all__ = ["RunExistsError", "run_dir_of", "conflicting_checkpoints", "check_run_dir", "clear_checkpoints"]
+__all__ = ["RunExistsError", "run_dir_of", "conflicting_checkpoints", "check_run_dir", "clear_checkpoints",
+           "config_differences", "auto_resume"]
+
+# keys a restarted run may change without changing what it computes
+RESTART_KEYS = ("train.resume", "train.progress", "train.num_workers", "output.dir", "output.overwrite")
 
 
 class RunExistsError(FileExistsError):
@@ -77,3 +82,38 @@ def clear_checkpoints(run_dir: str | Path, start_step: int | None = None) -> lis
                 extra.unlink()
                 removed.append(extra)
     return removed
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_differences(cfg: Config, saved: dict, ignore: tuple[str, ...] = RESTART_KEYS) -> list[str]:
+    """``key: saved -> now`` for every config key (dotted) where ``cfg`` differs from a checkpoint's
+    saved config (read as :func:`depth.config.from_dict` reads it), except ``ignore``."""
+    now, then = _flat(to_dict(cfg)), _flat(to_dict(from_dict(saved)))
+    return [f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(now) | set(then))
+            if k not in ignore and now.get(k) != then.get(k)]
+
+
+def auto_resume(cfg: Config) -> LoadedCheckpoint | None:
+    """``train.resume=auto``: the newest complete checkpoint of ``output.dir`` when it holds any
+    (:func:`depth.io.checkpoint.find_checkpoint`), None for an empty or missing folder (a new run).
+    Raises :class:`depth.config.ConfigError` naming the differing keys when the checkpoint was
+    written with another config (only :data:`RESTART_KEYS` may differ)."""
+    if not conflicting_checkpoints(cfg.output.dir):
+        return None
+    found = find_checkpoint(cfg.output.dir)
+    diff = config_differences(cfg, found.state["config"])
+    if diff:
+        shown = "; ".join(diff[:6]) + (f"; ... ({len(diff)} keys)" if len(diff) > 6 else "")
+        raise ConfigError(f"train.resume=auto: {found.path} was written with another config ({shown}): "
+                          f"train into another output.dir, or continue it with `python train.py --resume "
+                          f"{cfg.output.dir}` and the overrides you mean")
+    return found

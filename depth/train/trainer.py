@@ -49,8 +49,10 @@ from depth.geometry import pose_vector_to_matrix
 from depth.inference import predict_disparities
 from depth.io.checkpoint import library_versions, load_checkpoint, save_checkpoint
 from depth.model import Networks, build_networks
+from depth.train.distributed import all_reduce_, collective_device, is_distributed
 from depth.train.finetune import init_networks
 from depth.train.losses import LossTerms, self_supervised_loss
+from depth.train.preemption import StopRequest
 from depth.train.run_dir import check_run_dir, clear_checkpoints
 from depth.train.sampling import EpochIndexed, ResumableSampler
 from depth.train.zoom import sample_zoom_boxes, zoom_images, zoom_intrinsics
@@ -120,10 +122,6 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
 class Trainer:
     """Trains ``cfg``'s networks on ``train_set`` (samples of :class:`data.frames.FrameSampleDataset`).
 
@@ -150,13 +148,17 @@ class Trainer:
         self.cfg = cfg
         self.val_samples = val_samples if val_samples is not None and len(val_samples) > 0 else None
         self.skip_errors = tuple(skip_errors)
-        dist = _distributed()
+        dist = is_distributed()
         if rank is None:
             rank = torch.distributed.get_rank() if dist else 0
         if world_size is None:
             world_size = torch.distributed.get_world_size() if dist else 1
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0
+        # collectives (depth.train.distributed.all_reduce_) run whenever a process group is up, on
+        # the device its backend reduces (CUDA for NCCL, CPU for gloo)
+        self.collectives = dist
+        self.collective_device = collective_device() if dist else None
         t = cfg.train
         if t.batch_size % world_size:
             raise ValueError(f"train.batch_size={t.batch_size} is the global batch and must be divisible by "
@@ -195,7 +197,9 @@ class Trainer:
         if world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(nets, device_ids=ids, output_device=ids[0] if ids else None)
-        self.params = list(self.depth_net.parameters()) + list(self.pose_net.parameters())
+        # stereo-only runs (data.frame_ids=[0], data.stereo=true) have no pose net (build_networks)
+        self.modules = [m for m in (self.depth_net, self.pose_net) if m is not None]
+        self.params = [p for m in self.modules for p in m.parameters()]
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.sampler = ResumableSampler(len(train_set), t.seed, True, rank, world_size, with_epoch=True)
@@ -214,6 +218,9 @@ class Trainer:
         self._saved_step = -1
         self._resumed_at: int | None = None  # the step load_state restored (None: a new run)
         self._claimed_out_dir = False
+        # SIGTERM / SIGUSR1 / SIGINT (train.py installs the handlers): stop after the current step
+        self.stop_request = StopRequest()
+        self._stop_agreed = False  # every rank's view of the stop requests, agreed in the step's collective
 
     # -- learning rate --------------------------------------------------------------------------
     def lr_at(self, step: int, epoch: int) -> float:
@@ -288,7 +295,8 @@ class Trainer:
         lr = self.lr_at(self.step_count, self.epoch)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
-        self.depth_net.train(), self.pose_net.train()
+        for m in self.modules:
+            m.train()
         return lr
 
     def _nonfinite(self, value: float) -> NonFiniteLossError:
@@ -315,15 +323,16 @@ class Trainer:
         torch.manual_seed(step_seed(self.cfg.train.seed, self.step_count, self.rank))
         skip_policy = self.cfg.train.nan_policy == "skip"
         if skip_policy:  # a skipped step must not leave its BatchNorm statistics behind either
-            buffers = [b for m in (self.depth_net, self.pose_net) for b in m.buffers()]
+            buffers = [b for m in self.modules for b in m.buffers()]
             saved = [b.detach().clone() for b in buffers]
         terms, disparities = self.compute_loss(batch, self.step_count)
         ok = torch.isfinite(terms.total.detach())
         distributed = self.world_size > 1
-        if distributed:  # every rank takes the same decision (a lone rank skipping would hang the others)
-            flag = ok.to(torch.int32).reshape(1)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-            ok = flag[0] > 0
+        if self.collectives:  # every rank takes the same decisions (a lone rank skipping would hang the others)
+            # one collective: the loss is finite everywhere, no rank was asked to stop
+            all_ok, no_stop = self._all_reduce([int(ok), int(not self.stop_request.requested)],
+                                               torch.distributed.ReduceOp.MIN)
+            ok, self._stop_agreed = all_ok > 0, no_stop == 0
         ok = bool(ok)
         if not ok and not skip_policy:
             raise self._nonfinite(terms.total.item())
@@ -352,7 +361,7 @@ class Trainer:
         self._begin_step()
         self.optimizer.zero_grad(set_to_none=True)
         grads: list[Tensor | None] = [None] * len(self.params)
-        buffers = [b for m in (self.depth_net, self.pose_net) for b in m.buffers()]
+        buffers = [b for m in self.modules for b in m.buffers()]
         saved = None
         out = []
         for r, batch in enumerate(batches):
@@ -403,7 +412,8 @@ class Trainer:
         imitation, the auto-mask noise of step 0; the mean over samples of the total loss
         (``val_loss``) and of its photometric term (``val_photometric``), plus ``n_val_samples``.
         Leaves the global random state untouched."""
-        self.depth_net.eval(), self.pose_net.eval()
+        for m in self.modules:
+            m.eval()
         totals, photometric, n = 0.0, 0.0, 0
         indices = list(range(len(self.val_samples)))
         for start in range(0, len(indices), self.batch_per_rank):
@@ -419,7 +429,7 @@ class Trainer:
         o = self.cfg.optim
         return {
             "depth_net": self.depth_net.state_dict(),
-            "pose_net": self.pose_net.state_dict(),
+            "pose_net": self.pose_net.state_dict() if self.pose_net is not None else None,
             "optimizer": self.optimizer.state_dict(),
             # the lr is a pure function of (step, epoch): Trainer.lr_at; stored for the record
             "scheduler": {"type": "lr_at(step, epoch)", "lr": self.lr_at(self.step_count, self.epoch),
@@ -454,7 +464,8 @@ class Trainer:
 
     def load_state(self, ckpt: dict) -> None:
         self.depth_net.load_state_dict(ckpt["depth_net"])
-        self.pose_net.load_state_dict(ckpt["pose_net"])
+        if self.pose_net is not None:
+            self.pose_net.load_state_dict(ckpt["pose_net"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if ckpt.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(ckpt["scaler"])
@@ -530,12 +541,15 @@ class Trainer:
                                 f"stops the run (first: {bad[0] if bad else '?'})")
         return None
 
+    def _all_reduce(self, values: list[int], op=torch.distributed.ReduceOp.SUM) -> list[int]:
+        """All-reduce a few integers over the ranks (one collective on ``self.collective_device``)."""
+        t = torch.tensor(values, dtype=torch.int64)
+        return [int(v) for v in all_reduce_(t, op, self.collective_device).tolist()]
+
     def _end_epoch_report(self) -> None:
         n = self.bad_samples
-        if self.world_size > 1:
-            t = torch.tensor([n], dtype=torch.int64)
-            torch.distributed.all_reduce(t)
-            n = int(t[0])
+        if self.collectives:
+            n = self._all_reduce([n])[0]
         if n and self.is_main:
             print(f"epoch {self.epoch}: skipped {n} bad samples (data.on_bad_sample=skip)", file=sys.stderr)
             if self.writer is not None:
@@ -584,6 +598,8 @@ class Trainer:
                     self.save()
                 if self.step_count >= total:
                     break
+                if self._stop_agreed if self.collectives else self.stop_request.requested:
+                    return self._stop(bar)
             else:  # epoch finished: the scheduler steps at the end of the epoch
                 self._end_epoch_report()
                 self.epoch += 1
@@ -593,7 +609,7 @@ class Trainer:
                 if not cfg.train.checkpoint_every:
                     self.save()
         bar.close()
-        if self.bad_samples or self.world_size > 1:  # (a collective: every rank calls it)
+        if self.bad_samples or self.collectives:  # (a collective: every rank calls it)
             self._end_epoch_report()
         metrics = self._validate_and_log()
         last = self.out_dir / "checkpoints" / f"step_{self.step_count:08d}.pt"
@@ -607,6 +623,25 @@ class Trainer:
         if self.is_main:
             atomic_write_text(self.out_dir / "metrics.json", json.dumps(result, indent=2))
         return result
+
+    def _stop(self, bar) -> dict:
+        """End a run asked to stop (:attr:`stop_request`) after the step just taken: rank 0 writes a
+        checkpoint of this step (unless one was just written), every rank waits for it, no final
+        validation and no ``metrics.json`` (the run is not finished). Returns ``steps``, ``epochs``,
+        ``stopped`` (the signal's name) and ``checkpoint`` (the file, on rank 0)."""
+        bar.close()
+        path = None
+        if self.is_main:
+            last = self.out_dir / "checkpoints" / f"step_{self.step_count:08d}.pt"
+            path = last if (self._saved_step == self.step_count and last.is_file()) else self.save()
+        if self.collectives:  # the other ranks exit once rank 0's checkpoint is complete
+            self._all_reduce([1])
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+        return {"steps": self.step_count, "epochs": self.epoch,
+                "stopped": self.stop_request.name or "a stop request of another rank",
+                "checkpoint": str(path) if path is not None else None}
 
     def _validate_and_log(self) -> dict:
         if not self.is_main:
