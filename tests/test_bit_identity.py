@@ -7,9 +7,9 @@ digest recorded when the test was written.
 Each run is a fresh process with one thread everywhere (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``,
 ``NUMBA_NUM_THREADS`` = 1): in a process that has already run numba's parallel kernels (the
 synthetic data generation) the CPU convolutions were measured to round differently. The digests
-were computed on x86-64 (AVX2 kernels) with torch 2.14.1; on another CPU kernel family or torch
-release floating-point sums may round differently, so there the test compares the runs'
-statistics (sums of weights, the metrics) at a tolerance instead of the exact digest.
+are recorded per platform (torch 2.14.1 on x86-64 with AVX2 and with AVX512 kernels: the same code
+gives different, each reproducible, digests); on another CPU kernel family or torch release the test
+compares the runs' statistics (sums of weights, the metrics) at a tolerance instead.
 """
 from __future__ import annotations
 
@@ -30,21 +30,29 @@ from depth.train.trainer import Trainer, ValidationData
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 20
-RECORDED_ON = ("2.14.1+cu130", "AVX2")  # torch.__version__, torch.backends.cpu.get_cpu_capability()
-
 VARIANTS = {
     "preset": (),
     "engines": ("model.dca=true", "augment.zoom_prob=0.5", "loss.recipe=dabnet"),
 }
-# variant -> (sha256 of the run, statistics for other platforms)
-RECORDED = {
-    "preset": ("5d25e21b45b6a90423d77e39d0e9814789c83e73df215a6449683a1d8cd903a9",
-               {"weight_sum": 18178.651490576136, "weight_sq": 42496.425915282955,
-                "abs_rel": 0.4616046269445702, "a1": 0.30924472726334595}),
-    "engines": ("990e238fbf681d6fede8033e7542021f6db0650ff4c33a8b824dccf6021e96a3",
-                {"weight_sum": 18447.789298995085, "weight_sq": 42130.54822213509,
-                 "abs_rel": 0.4551300809281113, "a1": 0.2974919584179023}),
+# the SHA-256 of each variant's run per platform (torch.__version__, torch.backends.cpu.get_cpu_capability()):
+# floating-point summation order differs between CPU kernel families, so each has its own digest
+RECORDED_DIGESTS = {
+    ("2.14.1+cu130", "AVX2"): {
+        "preset": "5d25e21b45b6a90423d77e39d0e9814789c83e73df215a6449683a1d8cd903a9",
+        "engines": "990e238fbf681d6fede8033e7542021f6db0650ff4c33a8b824dccf6021e96a3"},
+    ("2.14.1+cu130", "AVX512"): {  # the recording commit's code, rerun on an AVX512 machine
+        "preset": "0ed24d6d66363dd685f0b5f41d361d03625351803b06866eabb43a91467f5b81",
+        "engines": "54e59135b5b43fdc49a748a262c6352f4c9e70b12fac3d800abea470f133f9bb"},
 }
+# statistics of the AVX2 runs, for other platforms: 20 training steps amplify the kernels' rounding
+# differences (AVX2 vs AVX512: weight_sq 0.73 %, abs_rel 0.35 %, a1 0.27 %), so they are compared at 2 %
+RECORDED_STATS = {
+    "preset": {"weight_sum": 18178.651490576136, "weight_sq": 42496.425915282955,
+               "abs_rel": 0.4616046269445702, "a1": 0.30924472726334595},
+    "engines": {"weight_sum": 18447.789298995085, "weight_sq": 42130.54822213509,
+                "abs_rel": 0.4551300809281113, "a1": 0.2974919584179023},
+}
+OTHER_PLATFORM_RTOL = 2e-2
 
 
 def _run(root: Path, out: Path, extra: tuple[str, ...]) -> tuple[Trainer, dict]:
@@ -108,9 +116,10 @@ def test_twenty_steps_reproduce_the_recorded_weights(variant, tiny_synthetic, tm
     assert got["steps"] == STEPS and got["skipped_steps"] == 0
     digest, stats = got["digest"], got["stats"]
     print(f"{variant}: {digest} {stats}")
-    want_digest, want_stats = RECORDED[variant]
-    if (torch.__version__, torch.backends.cpu.get_cpu_capability()) == RECORDED_ON:
-        assert digest == want_digest, f"{variant}: the weights after {STEPS} steps changed ({stats})"
+    platform = (torch.__version__, torch.backends.cpu.get_cpu_capability())
+    if platform in RECORDED_DIGESTS:
+        assert digest == RECORDED_DIGESTS[platform][variant], \
+            f"{variant}: the weights after {STEPS} steps changed on {platform} ({stats})"
     else:
-        for k, v in want_stats.items():
-            assert math.isclose(stats[k], v, rel_tol=1e-3), (k, stats[k], v)
+        for k, v in RECORDED_STATS[variant].items():
+            assert math.isclose(stats[k], v, rel_tol=OTHER_PLATFORM_RTOL), (k, stats[k], v)
