@@ -157,3 +157,110 @@ def test_colorize_disparity_spans_min_to_95th_percentile():
     np.testing.assert_array_equal(rgb[:, 0, 50], lut[mid])
     flat = colorize_disparity(torch.full((1, 4, 4), 3.0))  # constant input: no division by zero
     assert (flat == flat[:, :1, :1]).all()
+
+
+def _fake_predict(monkeypatch):
+    """predict_frame replaced by a disparity that grows with the frame's brightness (frame i of
+    _write_video is 40 i grey on its right half): a per-frame colour range would hide the growth."""
+    import depth.predict as predict_mod
+
+    def fake(runner, rgb, scale=None):
+        h, w = rgb.shape[:2]
+        ramp = np.linspace(0.05, 0.5, w, dtype=np.float32)[None].repeat(h, 0)
+        disp = ramp * (1.0 + rgb[:, w // 2:].mean() / 40.0)
+        return disp, ((1.0 if scale is None else scale) / disp).astype(np.float32)
+    monkeypatch.setattr(predict_mod, "predict_frame", fake)
+    return fake
+
+
+def test_video_frames_share_one_colour_range(checkpoint, tmp_path, monkeypatch):
+    from depth.visualize import disparity_range
+    fake = _fake_predict(monkeypatch)
+    video = tmp_path / "clip.avi"
+    _write_video(video, 4)
+    out = tmp_path / "out"
+    assert main(["--checkpoint", str(checkpoint), str(video), "--out", str(out), "--quiet", "--save", "png"]) == 0
+    assert _outputs(out / "clip") == ([f"{i:06d}_disp.png" for i in range(4)], [])
+    from data.video import video_frames
+    frames = list(video_frames(video))
+    disps = [fake(None, f)[0] for f in frames]
+    vrange = disparity_range(disps)  # 4 frames <= RANGE_FRAMES: every frame fixes the range
+    means = []
+    for i, (f, d) in enumerate(zip(frames, disps)):
+        png = cv2.cvtColor(cv2.imread(str(out / "clip" / f"{i:06d}_disp.png")), cv2.COLOR_BGR2RGB)
+        bottom = png[f.shape[0]:]
+        np.testing.assert_array_equal(bottom, colorize_disparity(torch.from_numpy(d[None]), vrange).transpose(1, 2, 0))
+        means.append(bottom.astype(float).mean())
+    # brighter frames are nearer: their disparity panels are brighter (per-frame ranges give 4 equal panels)
+    assert all(b > a + 5 for a, b in zip(means, means[1:])), means
+
+
+def test_video_out_writes_input_beside_depth(checkpoint, tmp_path, monkeypatch):
+    _fake_predict(monkeypatch)
+    video = tmp_path / "clip.mp4"
+    _write_video(video, 5)
+    out = tmp_path / "out"
+    assert main(["--checkpoint", str(checkpoint), str(video), "--out", str(out), "--quiet", "--save", "npy",
+                 "--video-out"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["clip", "clip.mp4"]  # no temporary file left
+    cap = cv2.VideoCapture(str(out / "clip.mp4"))
+    n, shapes = 0, set()
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        n, shapes = n + 1, shapes | {frame.shape}
+    assert n == 5 and shapes == {(96, 320, 3)}  # 160x96 input | 160x96 disparity
+    assert _outputs(out / "clip") == ([], [f"{i:06d}_depth.npy" for i in range(5)])
+    # one named file for one sequence; a name for two sequences is refused
+    assert main(["--checkpoint", str(checkpoint), str(video), "--out", str(out / "b"), "--quiet", "--save", "npy",
+                 "--video-out", str(tmp_path / "named.mp4")]) == 0
+    assert (tmp_path / "named.mp4").is_file()
+    assert main(["--checkpoint", str(checkpoint), str(video), str(video), "--out", str(out / "c"), "--quiet",
+                 "--video-out", str(tmp_path / "two.mp4")]) == 2
+
+
+def test_save_chooses_outputs_and_a_known_scale_adds_a_colour_bar(checkpoint, tmp_path, capsys):
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 255, (50, 120, 3), dtype=np.uint8))
+    run = ["--checkpoint", str(checkpoint), str(img), "--quiet", "--out"]
+    assert main(run + [str(tmp_path / "a"), "--save", "png"]) == 0
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["x_disp.png"]
+    assert cv2.imread(str(tmp_path / "a" / "x_disp.png")).shape == (100, 120, 3)
+    assert main(run + [str(tmp_path / "b"), "--save", "npy,ply"]) == 0
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["x.ply", "x_depth.npy"]
+    assert main(run + [str(tmp_path / "c"), "--save", "png", "--scale", "5.4"]) == 0
+    assert cv2.imread(str(tmp_path / "c" / "x_disp.png")).shape == (100, 120 + 64, 3)  # + the metres bar
+    capsys.readouterr()
+    assert main(run + [str(tmp_path / "d"), "--save", "png,tiff"]) == 2
+    assert "--save: unknown ['tiff']" in capsys.readouterr().err
+
+
+def test_threads_caps_torch_and_opencv(checkpoint, tmp_path):
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), np.zeros((40, 90, 3), np.uint8))
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        assert main(["--checkpoint", str(checkpoint), str(img), "--quiet", "--out", str(tmp_path / "o"),
+                     "--threads", "1"]) == 0
+        assert (torch.get_num_threads(), cv2.getNumThreads()) == (1, 1)
+        assert main(["--checkpoint", str(checkpoint), str(img), "--quiet", "--out", str(tmp_path / "o"),
+                     "--threads", "0"]) == 2
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
+
+
+def test_disparity_range_pools_frames_and_colour_bar_reads_depth():
+    from depth.visualize import colour_bar, disparity_range
+    a = np.linspace(1.0, 2.0, 101, dtype=np.float32)
+    assert disparity_range([a]) == (1.0, pytest.approx(float(np.percentile(a, 95))))
+    lo, hi = disparity_range([a, 3 * a])  # pooled: min of both, 95th percentile of the union
+    assert lo == 1.0 and hi == pytest.approx(float(np.percentile(np.concatenate([a, 3 * a]), 95)))
+    bar = colour_bar(100, (0.1, 0.5), scale=5.0)
+    lut = cv2.cvtColor(cv2.applyColorMap(np.arange(256, dtype=np.uint8)[None], cv2.COLORMAP_MAGMA),
+                       cv2.COLOR_BGR2RGB)[0]
+    assert bar.shape == (100, 64, 3)
+    np.testing.assert_array_equal(bar[0, 0], lut[255])  # near (vmax) on top
+    np.testing.assert_array_equal(bar[99, 0], lut[0])  # far (vmin) at the bottom
+    assert bar[:, 20:].max() == 255  # tick labels drawn

@@ -196,12 +196,12 @@ class OnnxDepthRunner:
     output = "disparity"
     device = None  # onnxruntime takes CPU arrays whatever provider runs the graph
 
-    def __init__(self, path: str | Path, device: str = "auto"):
+    def __init__(self, path: str | Path, device: str = "auto", threads: int = 0):
         if not Path(path).is_file():
             raise RuntimeError(f"ONNX file not found: {path}")
         if device == "auto":
             device = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
-        self.session = onnx_session(path, device)
+        self.session = onnx_session(path, device, threads)
         meta = self.session.get_modelmeta().custom_metadata_map
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name

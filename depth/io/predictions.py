@@ -3,11 +3,15 @@
 Inputs: image files, folders (their images and videos, sorted, not recursive) and video files.
 Output names: an image ``x.png`` gives ``DIR/x_*``; a folder ``.../f`` gives ``DIR/f/<stem>_*``; a
 video ``v.mp4`` gives ``DIR/v/<frame:06d>_*``; clashing names get a ``_1``, ``_2`` ... suffix. Per
-frame :func:`write_outputs` writes ``<prefix>_disp.png`` (input on top, magma disparity below) and
-``<prefix>_depth.npy`` (float32 depth), each atomically (temp file, then rename).
+frame :func:`write_outputs` writes what ``save`` names: ``<prefix>_disp.png`` (input on top, magma
+disparity below), ``<prefix>_depth.npy`` (float32 depth), ``<prefix>.ply`` (a coloured point cloud),
+each atomically (temp file, then rename). A *sequence* is a video or the images of one input folder
+(a single image is a sequence of one): it shares one colour range and, with ``--video-out``, one
+``.mp4`` (:class:`VideoSink`, ``DIR/v.mp4`` or ``DIR/f.mp4``).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +26,11 @@ from data.video import video_frame_count
 from depth.eval.scale import frame_intrinsics
 from depth.geometry import backproject
 from depth.io.ply import write_ply
-from depth.visualize import side_by_side
+from depth.visualize import input_beside_depth, side_by_side
 
-__all__ = ["Job", "collect_jobs", "write_outputs", "point_cloud"]
+__all__ = ["Job", "collect_jobs", "write_outputs", "point_cloud", "VideoSink", "SAVE_KINDS"]
+
+SAVE_KINDS = ("png", "npy", "ply")  # what --save may name
 
 
 @dataclass
@@ -35,6 +41,7 @@ class Job:
     path: Path
     prefix: Path  # image: DIR/.../stem ; video: DIR/.../videostem (frames go inside)
     frames: int = 1  # expected frames (videos: OpenCV's count, may be approximate)
+    sequence: Path | None = None  # the sequence's output stem: DIR/v for a video, DIR/f for a folder
 
 
 def _unique(prefix: Path, used: set[Path]) -> Path:
@@ -50,11 +57,13 @@ def collect_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[str]
     """Expand the command-line inputs into jobs; returns ``(jobs, errors)`` (errors name the file)."""
     jobs, errors, used = [], [], set()
 
-    def add(path: Path, parent: Path) -> None:
+    def add(path: Path, parent: Path, sequence: Path | None = None) -> None:
         if path.suffix.lower() in VIDEO_EXTS:
-            jobs.append(Job("video", path, _unique(parent / path.stem, used), video_frame_count(path)))
+            prefix = _unique(parent / path.stem, used)
+            jobs.append(Job("video", path, prefix, video_frame_count(path), sequence=prefix))
         else:
-            jobs.append(Job("image", path, _unique(parent / path.stem, used)))
+            prefix = _unique(parent / path.stem, used)
+            jobs.append(Job("image", path, prefix, sequence=sequence or prefix))
 
     for raw in inputs:
         p = Path(raw)
@@ -66,7 +75,7 @@ def collect_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[str]
                 continue
             folder = _unique(out_dir / (p.resolve().name or "input"), used)
             for f in files:
-                add(f, folder)
+                add(f, folder, folder)
         elif p.is_file():
             add(p, out_dir)
         else:
@@ -83,18 +92,24 @@ def point_cloud(depth: np.ndarray, rgb: np.ndarray, K: np.ndarray) -> tuple[np.n
     return pts.reshape(3, -1).T.contiguous().numpy(), np.ascontiguousarray(rgb).reshape(-1, 3)
 
 
-def write_outputs(prefix: Path, rgb: np.ndarray, disp: np.ndarray, depth: np.ndarray, ply=None) -> None:
-    """``<prefix>_disp.png`` (:func:`depth.visualize.side_by_side` of ``rgb`` and ``disp``) and
-    ``<prefix>_depth.npy`` (``depth``), both written atomically (renamed into place; not fsynced).
-    ``ply``: ``(K_size or None, binary, comments)`` to also write ``<prefix>.ply``
+def write_outputs(prefix: Path, rgb: np.ndarray, disp: np.ndarray, depth: np.ndarray, ply=None,
+                  save=("png", "npy"), vrange=None, bar=None) -> None:
+    """What ``save`` names (a subset of :data:`SAVE_KINDS`; ``ply`` also when ``ply`` is given):
+    ``<prefix>_disp.png`` (:func:`depth.visualize.side_by_side` of ``rgb`` and ``disp`` in the colour
+    range ``vrange``, with the colour bar ``bar`` if given), ``<prefix>_depth.npy`` (``depth``) and
+    ``<prefix>.ply``, each written atomically (renamed into place; not fsynced).
+    ``ply``: ``(K_size or None, binary, comments)`` for ``<prefix>.ply``
     (:func:`point_cloud` with :func:`depth.eval.scale.frame_intrinsics` of ``K_size``, or
     Monodepth2's KITTI intrinsics scaled to the frame when ``K_size`` is None)."""
-    png = prefix.with_name(prefix.name + "_disp.png")
-    ok, data = cv2.imencode(".png", cv2.cvtColor(side_by_side(rgb, disp), cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise OSError(f"could not encode {png}")
-    atomic_write(png, lambda f: f.write(data.tobytes()), fsync=False)
-    atomic_write(prefix.with_name(prefix.name + "_depth.npy"), lambda f: np.save(f, depth), fsync=False)
+    if "png" in save:
+        png = prefix.with_name(prefix.name + "_disp.png")
+        picture = side_by_side(rgb, disp, vrange, bar)
+        ok, data = cv2.imencode(".png", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise OSError(f"could not encode {png}")
+        atomic_write(png, lambda f: f.write(data.tobytes()), fsync=False)
+    if "npy" in save:
+        atomic_write(prefix.with_name(prefix.name + "_depth.npy"), lambda f: np.save(f, depth), fsync=False)
     if ply is not None:
         K_size, binary, comments = ply
         K = (frame_intrinsics(K_size, rgb.shape) if K_size is not None
@@ -103,3 +118,44 @@ def write_outputs(prefix: Path, rgb: np.ndarray, disp: np.ndarray, depth: np.nda
         write_ply(prefix.with_name(prefix.name + ".ply"), pts, cols, binary=binary,
                   comments=[*comments, "intrinsics fx {:.6g} fy {:.6g} cx {:.6g} cy {:.6g} (pixels of this "
                             "frame)".format(K[0, 0], K[1, 1], K[0, 2], K[1, 2])])
+
+
+class VideoSink:
+    """An ``.mp4`` (OpenCV's ``mp4v``) of input | disparity side by side
+    (:func:`depth.visualize.input_beside_depth`), written to a temporary name beside ``path`` and
+    renamed into place by :meth:`close` (:meth:`abort` removes it): an interrupted run leaves no
+    half-written video under the final name. Every frame is resized to the first frame's size."""
+
+    def __init__(self, path: Path, fps: float):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.stem}.tmp{os.getpid()}.mp4")
+        self.fps = fps if fps and fps > 0 else 10.0
+        self.writer = None
+        self.size = None
+        self.frames = 0
+
+    def write(self, rgb: np.ndarray, disp: np.ndarray, vrange=None, bar=None) -> None:
+        frame = input_beside_depth(rgb, disp, vrange, bar)
+        if self.writer is None:
+            self.size = (frame.shape[1] // 2 * 2, frame.shape[0] // 2 * 2)  # even sides for mp4v
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
+            if not self.writer.isOpened():
+                raise OSError(f"OpenCV cannot write an mp4 video to {self.tmp}")
+        if (frame.shape[1], frame.shape[0]) != self.size:
+            frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
+        self.writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        self.frames += 1
+
+    def close(self) -> bool:
+        """Finish the file and rename it into place; False (and nothing written) without frames."""
+        if self.writer is None:
+            return False
+        self.writer.release()
+        os.replace(self.tmp, self.path)
+        return True
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        self.tmp.unlink(missing_ok=True)
