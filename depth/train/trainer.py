@@ -56,7 +56,8 @@ from depth.train.sampling import EpochIndexed, ResumableSampler
 from depth.train.zoom import sample_zoom_boxes, zoom_images, zoom_intrinsics
 from depth.visualize import colorize_disparity
 
-__all__ = ["Trainer", "ValidationData", "NonFiniteLossError", "collate", "TrainNets", "resolve_amp"]
+__all__ = ["Trainer", "ValidationData", "NonFiniteLossError", "collate", "TrainNets", "resolve_amp", "rng_states",
+           "set_rng_states"]
 
 TrainNets = Networks  # the name the trainer gave the module DistributedDataParallel wraps
 
@@ -122,6 +123,41 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
 
 def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def rng_states() -> dict:
+    """The global generators' states as plain values (a checkpoint loads with weights_only=True):
+    Python's ``random`` as ``[version, [625 ints], gauss]``, NumPy's legacy generator as a dict with
+    its MT19937 key as an int64 tensor, torch's (and CUDA's) as byte tensors."""
+    version, internal, gauss = random.getstate()
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(internal), gauss],
+            "numpy": {"bit_generator": str(name), "key": torch.from_numpy(key.astype(np.int64)),
+                      "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_states(rng: dict) -> None:
+    """Restore :func:`rng_states`; also reads the form older checkpoints stored (``random.getstate()``
+    and ``np.random.get_state()`` tuples, the key an array or, read back, a list)."""
+    if "python" not in rng:
+        return
+    version, internal, gauss = rng["python"]
+    random.setstate((int(version), tuple(int(v) for v in internal), gauss))
+    n = rng["numpy"]
+    if isinstance(n, dict):
+        n = (n["bit_generator"], n["key"], n["pos"], n["has_gauss"], n["cached_gaussian"])
+    name, key, pos, has_gauss, cached = n
+    key = key.cpu().numpy() if isinstance(key, torch.Tensor) else key
+    np.random.set_state((name, np.asarray(key, dtype=np.int64).astype(np.uint32), int(pos), int(has_gauss),
+                         float(cached)))
+    torch.set_rng_state(rng["torch"].cpu())
+    if rng.get("cuda") is not None and torch.cuda.is_available():
+        try:
+            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+        except (RuntimeError, IndexError):  # another GPU count: per-step seeding covers it
+            pass
 
 
 class Trainer:
@@ -438,9 +474,7 @@ class Trainer:
                         "world_size": self.world_size, "global_batch": self.cfg.train.batch_size},
             "skipped_steps": self.skipped_steps,
             "bad_samples": self.bad_samples_total,
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                    "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            "rng": rng_states(),
             "metrics": self.last_metrics,
         }
 
@@ -468,16 +502,7 @@ class Trainer:
                           f"original exactly", stacklevel=2)
         self.skipped_steps = int(ckpt.get("skipped_steps", 0))
         self.bad_samples_total = int(ckpt.get("bad_samples", 0))
-        rng = ckpt.get("rng") or {}
-        if "python" in rng:
-            random.setstate(rng["python"])
-            np.random.set_state(rng["numpy"])
-            torch.set_rng_state(rng["torch"])
-            if rng.get("cuda") is not None and torch.cuda.is_available():
-                try:
-                    torch.cuda.set_rng_state_all(rng["cuda"])
-                except (RuntimeError, IndexError):  # another GPU count: per-step seeding covers it
-                    pass
+        set_rng_states(ckpt.get("rng") or {})
         self.last_metrics = ckpt.get("metrics", {})
         self._resumed_at = self.step_count
 
