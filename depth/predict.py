@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                   else TorchDepthRunner(args.checkpoint, args.device, args.height, args.width))
     except Exception as e:  # a missing/unreadable model, an unavailable device: one line, exit 2
         raise InputError(str(e)) from e
+    if isinstance(runner, TorchDepthRunner):  # which file (and step) the model is, any file skipped
+        for line in runner.loaded.lines():
+            print(line, file=sys.stderr, flush=True)
     stereo_units = False
     if args.camera_height is not None:
         if args.scale is not None:

@@ -48,7 +48,7 @@ from depth.eval.scale import stereo_scale
 from depth.geometry import pose_vector_to_matrix
 from depth.inference import predict_disparities
 from depth.io.checkpoint import library_versions, load_checkpoint, save_checkpoint
-from depth.model import Networks, build_networks
+from depth.model import LoadedModel, Networks, build_networks
 from depth.train.finetune import init_networks
 from depth.train.losses import LossTerms, self_supervised_loss
 from depth.train.run_dir import check_run_dir, clear_checkpoints
@@ -170,7 +170,9 @@ class Trainer:
     ``train.py`` passes False when resuming, whose checkpoint replaces the weights anyway.
     ``pretrained``: start the encoders from ImageNet weights when ``model.pretrained`` says so
     (False when a checkpoint's weights replace them: resuming; skipped when ``model.init_from``
-    replaces them). Validation scores ``val`` (frames with GT: depth metrics) or, when there is
+    replaces them). ``init_source``: the model of ``model.init_from`` already read
+    (:func:`depth.model.open_model`; ``train.py`` reads it before the data), else read here.
+    Validation scores ``val`` (frames with GT: depth metrics) or, when there is
     none, reports the photometric loss on ``val_samples`` (held-out samples of the same kind as
     ``train_set``'s, without augmentation): :meth:`validate`.
 
@@ -182,7 +184,7 @@ class Trainer:
     def __init__(self, cfg: Config, train_set: Dataset, val: ValidationData | None = None,
                  device: str | None = None, rank: int | None = None, world_size: int | None = None,
                  skip_errors: tuple[type[BaseException], ...] = (), val_samples: Dataset | None = None,
-                 init_weights: bool = True, pretrained: bool = True):
+                 init_weights: bool = True, pretrained: bool = True, init_source: LoadedModel | None = None):
         self.cfg = cfg
         self.val_samples = val_samples if val_samples is not None and len(val_samples) > 0 else None
         self.skip_errors = tuple(skip_errors)
@@ -216,7 +218,7 @@ class Trainer:
         self.train_set, self.val = train_set, val
         fine_tune = bool(init_weights and cfg.model.init_from)
         nets = build_networks(cfg, pretrained=pretrained and not fine_tune).to(self.device)
-        self.init_summary = init_networks(nets, cfg.model.init_from) if fine_tune else ""
+        self.init_summary = init_networks(nets, cfg.model.init_from, init_source) if fine_tune else ""
         self.depth_net, self.pose_net = nets.depth_net, nets.pose_net
         if world_size > 1 and t.sync_bn:
             if self.device.type != "cuda":
