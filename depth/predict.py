@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from data.calib import IntrinsicsError, check_intrinsics
 from data.frames import BadSampleError, read_image
 from data.video import read_intrinsics_file, video_frames
 from depth.cli import add_debug_flag, command_errors
@@ -58,7 +59,13 @@ def _input_intrinsics(args) -> tuple[np.ndarray, tuple[int, int] | None]:
         raise ValueError("--camera-height needs the camera intrinsics: --intrinsics FILE or all of "
                          "--fx --fy --cx --cy (pixels of the input images)")
     fx, fy, cx, cy = vals
-    return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64), None
+    K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64)
+    check_intrinsics(K, "--fx/--fy/--cx/--cy")
+    return K, None
+
+
+def _intrinsics_name(args) -> str:
+    return f"intrinsics file {args.intrinsics}" if args.intrinsics else "--fx/--fy/--cx/--cy"
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -171,7 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.camera_height is not None:
         depth_note = f"metric depth, scaled per frame so the ground lies {args.camera_height:g} m below the camera"
 
+    given_K = K_input if args.camera_height is not None else (ply[0] if ply is not None else None)
+    checked_sizes: set[tuple[int, int]] = set()
+
     def predict(rgb):
+        size = (rgb.shape[1], rgb.shape[0])
+        if given_K is not None and size not in checked_sizes:  # the K against the frames it describes
+            check_intrinsics(given_K[0], _intrinsics_name(args), given_K[1], size)
+            checked_sizes.add(size)
         if args.camera_height is None:
             return predict_frame(runner, rgb, args.scale)
         disp, depth = predict_frame(runner, rgb, None)
@@ -200,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                     if n < job.frames:
                         bar.total -= job.frames - n
                         bar.refresh()
+            except IntrinsicsError:
+                raise  # the same K for every input: stop (one line, exit 2)
             except (BadSampleError, InputError, OSError, ValueError) as e:
                 msg = str(e) if str(job.path) in str(e) else f"{job.path}: {e}"
                 errors.append(msg)
