@@ -54,7 +54,7 @@ from depth.eval.report import ReportView, write_report  # noqa: E402
 from depth.eval.scoring import aggregate, align, format_table, per_image_csv as dataset_csv, score_per_image  # noqa: E402,E501
 from depth.eval.sets import load_eval_set  # noqa: E402
 from depth.inference import predict_disparities  # noqa: E402
-from depth.model import load_model  # noqa: E402
+from depth.model import open_model  # noqa: E402
 
 JSON_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "n_images", "ratio_median", "ratio_std")
 
@@ -68,10 +68,14 @@ def _json_clean(d: dict) -> dict:
 
 
 def _load_model(path: str):
+    """The model of ``--checkpoint``; says which file (and step) it is, and any file skipped."""
     try:
-        return load_model(path, map_location="cpu")
+        loaded = open_model(path, map_location="cpu")
     except (FileNotFoundError, RuntimeError) as e:
         raise EvalError(str(e)) from None
+    for line in loaded.lines():
+        print(line, file=sys.stderr, flush=True)
+    return loaded.nets, loaded.cfg
 
 
 def _check_split_matches_data(args, entries) -> None:

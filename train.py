@@ -38,6 +38,7 @@ from depth.config import Config, ConfigError, load_config
 from depth.io.checkpoint import find_checkpoint
 from depth.io.imagenet import MissingWeightsError
 from depth.model import check_encoders, imagenet_weights
+from depth.train.finetune import open_init_from
 from depth.train.preemption import StopRequest
 from depth.train.run_dir import auto_resume, check_run_dir, run_dir_of
 from depth.train.trainer import NonFiniteLossError, Trainer, ValidationData
@@ -111,13 +112,19 @@ def main(argv=None) -> int:
     if ckpt is None and cfg.model.init_from and not Path(cfg.model.init_from).exists():
         raise FileNotFoundError(f"model.init_from: no such file or folder {cfg.model.init_from}")
     check_model(cfg, resumed=ckpt is not None)
+    init_source = None
+    if ckpt is None and cfg.model.init_from:  # read (and said) before any data is
+        init_source = open_init_from(cfg.model.init_from)
+        if int(os.environ.get("RANK", "0")) == 0:
+            for line in init_source.lines():
+                print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout, flush=True)
 
     rank, world, _ = init_distributed(cfg.train.device)
     if cfg.train.batch_size % world:
         raise ConfigError(f"train.batch_size: the global batch ({cfg.train.batch_size}) must be divisible "
                           f"by the number of processes ({world})")
     try:
-        return _train(cfg, ckpt, rank, world)
+        return _train(cfg, ckpt, rank, world, init_source)
     finally:
         if world > 1:
             if dist.is_initialized():
@@ -138,7 +145,7 @@ def skipped_errors(cfg: Config) -> tuple[type[BaseException], ...]:
     return (BadSampleError,) if cfg.data.on_bad_sample == "skip" else ()
 
 
-def _train(cfg: Config, ckpt: dict | None, rank: int, world: int) -> int:
+def _train(cfg: Config, ckpt: dict | None, rank: int, world: int, init_source=None) -> int:
     # rank 0 first: it generates synthetic data / builds the image cache once, the others then read
     if rank != 0:
         _barrier(world)
@@ -150,7 +157,7 @@ def _train(cfg: Config, ckpt: dict | None, rank: int, world: int) -> int:
 
     val = ValidationData(data.val_images, data.val_gt) if data.val_images is not None else None
     trainer = Trainer(cfg, data.train_set, val, skip_errors=skipped_errors(cfg), val_samples=data.val_samples,
-                      init_weights=ckpt is None, pretrained=ckpt is None)
+                      init_weights=ckpt is None, pretrained=ckpt is None, init_source=init_source)
     if ckpt is not None:
         trainer.load_state(ckpt)
     if rank == 0:

@@ -24,7 +24,47 @@ __all__ = [
     "projection_velo_to_image",
     "intrinsics_from_calib",
     "image_size_from_calib",
+    "IntrinsicsError",
+    "check_intrinsics",
+    "MIN_FOCAL_PX",
 ]
+
+MIN_FOCAL_PX = 4.0  # no camera has a focal length of a few pixels: such a K is not in pixels
+
+
+class IntrinsicsError(ValueError):
+    """Intrinsics that cannot be pixels of the frames they describe (the message names the source)."""
+
+
+def check_intrinsics(K, name: str, size: tuple[int, int] | None = None,
+                     frame_size: tuple[int, int] | None = None) -> None:
+    """Raise :class:`IntrinsicsError` naming ``name`` (a file or the keys the values came from) and the
+    likely cause when ``K`` cannot be pixels of the frames: a focal length below
+    :data:`MIN_FOCAL_PX` (values below 4 with the principal point within 0..1 look normalised, as
+    Monodepth2 stores them), or a principal point outside the ``size`` (W, H) the K is stated for
+    (else outside ``frame_size``: a K in pixels of bigger frames). A K stated for another size is
+    rescaled per axis to the frames (:func:`data.frames.resize_intrinsics`), so ``frame_size`` is
+    not compared with ``size``."""
+    K = np.asarray(K, dtype=np.float64)
+    fx, fy, cx, cy = (float(v) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2]))
+    vals = f"fx {fx:g}, fy {fy:g}, cx {cx:g}, cy {cy:g}"
+    if not np.isfinite([fx, fy, cx, cy]).all():
+        raise IntrinsicsError(f"{name}: intrinsics are not finite ({vals})")
+    if fx < MIN_FOCAL_PX or fy < MIN_FOCAL_PX:
+        if 0 < fx < MIN_FOCAL_PX and 0 < fy < MIN_FOCAL_PX and 0 <= cx <= 1 and 0 <= cy <= 1:
+            raise IntrinsicsError(f"{name}: {vals}: these look normalised (fractions of the image size, as "
+                                  f"Monodepth2 stores them): multiply fx and cx by the width and fy and cy by "
+                                  f"the height to give pixels")
+        raise IntrinsicsError(f"{name}: {vals}: a focal length below {MIN_FOCAL_PX:g} pixels cannot be a "
+                              f"camera's (intrinsics are in pixels of the frames)")
+    ref = size or frame_size
+    if ref is not None:
+        w, h = ref
+        if not (0 <= cx <= w and 0 <= cy <= h):
+            what = "the size stated in the file" if size else "the frames"
+            raise IntrinsicsError(f"{name}: principal point ({cx:g}, {cy:g}) lies outside the {w}x{h} image "
+                                  f"({what}): intrinsics for another image size, or frames that were "
+                                  f"cropped or resized?")
 
 
 class CalibDict(dict):
@@ -138,4 +178,6 @@ def intrinsics_from_calib(calib_dir: str | Path, cam: int = 2) -> tuple[np.ndarr
     ``S_rect`` image, and that image size."""
     c = load_cam_to_cam(_calib_dir(calib_dir))
     P = c.matrix(f"P_rect_0{cam}", (3, 4))
-    return P[:, :3].copy(), image_size_from_calib(calib_dir, cam)
+    K, size = P[:, :3].copy(), image_size_from_calib(calib_dir, cam)
+    check_intrinsics(K, f"calibration file {c.path} (P_rect_0{cam})", size)
+    return K, size

@@ -46,6 +46,7 @@ import cv2
 import numpy as np
 
 from common.atomic import atomic_write_text
+from data.calib import check_intrinsics
 from data.frames import (
     IMAGE_EXTS,
     VIDEO_EXTS,
@@ -271,6 +272,7 @@ def parse_intrinsics_text(text: str, name: str = "intrinsics") -> tuple[np.ndarr
     if not (K[0, 0] > 0 and K[1, 1] > 0 and abs(K[2, 2] - 1) < 1e-6 and K[1, 0] == 0 and K[2, 0] == 0
             and K[2, 1] == 0):
         raise ValueError(f"{name}: not a pinhole intrinsics matrix (positive fx, fy; last row 0 0 1): {K.tolist()}")
+    check_intrinsics(K, name, size)
     return K, size
 
 
@@ -301,6 +303,7 @@ def resolve_intrinsics(seqs: list[Sequence], data_cfg, root: str | Path) -> None
             raise ValueError(f"data.fx and data.fy must both be > 0, got {fxyz[0]}, {fxyz[1]}")
         fx, fy, cx, cy = fxyz
         global_K = (np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64), None, "data.fx/fy/cx/cy")
+        check_intrinsics(global_K[0], global_K[2])
     missing = []
     for s in seqs:
         own = _sequence_intrinsics_file(s)
@@ -313,6 +316,9 @@ def resolve_intrinsics(seqs: list[Sequence], data_cfg, root: str | Path) -> None
             s.K, s.K_size, s.K_source = None, None, "monodepth2 default"
         else:
             missing.append(s.name)
+        if s.K is not None and s.frames:  # against the frames themselves, before any training
+            h, w = read_image(s.frames[0]).shape[:2]
+            check_intrinsics(s.K, f"{s.K_source} (sequence {s.name!r})", s.K_size, (w, h))
     if missing:
         what = f"sequence(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}"
         raise IntrinsicsMissing(INTRINSICS_HELP.format(what=what, root=str(root)))

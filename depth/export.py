@@ -36,7 +36,7 @@ from depth.io.onnx_file import (
     onnx_session,
     verify_onnx,
 )
-from depth.model import load_model
+from depth.model import open_model
 
 __all__ = ["main"]
 
@@ -68,10 +68,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        nets, cfg = load_model(args.checkpoint, map_location="cpu")
+        loaded = open_model(args.checkpoint, map_location="cpu")
     except (FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for line in loaded.lines():
+        print(line, file=sys.stderr, flush=True)
+    nets, cfg = loaded.nets, loaded.cfg
     height = args.height or cfg.data.height
     width = args.width or cfg.data.width
     if height < 32 or width < 32:

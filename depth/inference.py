@@ -27,7 +27,7 @@ from tqdm import tqdm
 from data.frames import frames_to_tensor, resize_image
 from depth.eval.scale import stereo_scale
 from depth.geometry import disp_to_depth
-from depth.model import load_model
+from depth.model import open_model
 from depth.resample import resize_linear
 
 __all__ = [
@@ -196,7 +196,8 @@ class TorchDepthRunner:
         if device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("--device cuda requested but CUDA is not available")
         self.device = torch.device(device)
-        nets, cfg = load_model(checkpoint, map_location="cpu")
+        self.loaded = open_model(checkpoint, map_location="cpu")  # .lines(): what was read
+        nets, cfg = self.loaded.nets, self.loaded.cfg
         self.net = nets.depth_net.to(self.device).eval()
         self.height = int(height or cfg.data.height)
         self.width = int(width or cfg.data.width)

@@ -10,6 +10,7 @@ Running the depth network on images is :mod:`depth.inference`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +20,14 @@ from torch import Tensor
 
 from depth.config import Config, from_dict
 from depth.geometry import depth_to_sigmoid
-from depth.io.checkpoint import load_checkpoint
+from depth.io.checkpoint import find_checkpoint
 from depth.io.imagenet import MissingWeightsError, fill_command, find_imagenet_weights
 from depth.io.monodepth2 import from_monodepth2, monodepth2_folder
 from depth.networks import DepthNet, PoseNet
 from depth.networks.encoder import encoder_layout
 
-__all__ = ["Networks", "build_networks", "needs_pose_net", "init_seed", "imagenet_weights", "check_encoders",
+__all__ = ["LoadedModel", "open_model", "Networks", "build_networks", "needs_pose_net", "init_seed",
+           "imagenet_weights", "check_encoders",
            "load_model", "networks_from_checkpoint"]
 
 
@@ -166,26 +168,56 @@ def networks_from_checkpoint(ckpt: dict) -> tuple[Networks, Config]:
     return nets.eval(), cfg
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Networks, Config]:
-    """Any saved model as ``(networks in eval mode, Config)``, recognised by its content:
+@dataclass
+class LoadedModel:
+    """A model read by :func:`open_model`: the networks (eval mode) and config, the file (or
+    Monodepth2 folder) actually read, its training step (``None``: not recorded) and the files of
+    a run folder skipped as unreadable (``"path (reason)"``)."""
+
+    nets: Networks
+    cfg: Config
+    path: Path
+    step: int | None
+    skipped: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """What a command prints when it loads the model: a warning per skipped checkpoint, then
+        ``loaded runs/x/checkpoints/last.pt (step 1200)``."""
+        out = [f"warning: skipped an unreadable checkpoint: {s}" for s in self.skipped]
+        step = f"step {self.step}" if self.step is not None else "no step recorded"
+        return out + [f"loaded {self.path} ({step})"]
+
+
+def open_model(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
+    """Any saved model as a :class:`LoadedModel`, recognised by its content:
 
     * a Monodepth2 model folder -- a folder holding ``encoder.pth`` / ``depth.pth``, or one of its
       ``.pth`` files (:func:`depth.io.monodepth2.from_monodepth2`: the config records the network
       size, Monodepth2's intrinsics and stereo convention);
     * else a checkpoint file of this project or a run folder (its newest complete checkpoint,
-      :func:`depth.io.checkpoint.load_checkpoint`).
+      :func:`depth.io.checkpoint.find_checkpoint`; unreadable newer ones are listed in ``skipped``).
 
-    Raises ``FileNotFoundError`` / ``RuntimeError`` (:class:`depth.io.monodepth2.Monodepth2FormatError`
-    is one) naming the file.
+    Every file is read with ``weights_only=True``. Raises ``FileNotFoundError`` / ``RuntimeError``
+    (:class:`depth.io.monodepth2.Monodepth2FormatError` and
+    :class:`depth.io.checkpoint.CheckpointError` are ones) naming the file.
     """
     folder = monodepth2_folder(path)
     if folder is not None:
-        return networks_from_checkpoint(from_monodepth2(folder, map_location))
+        nets, cfg = networks_from_checkpoint(from_monodepth2(folder, map_location))
+        return LoadedModel(nets, cfg, Path(folder), None)
     try:
-        ckpt = load_checkpoint(path, map_location)
+        found = find_checkpoint(path, map_location)
     except FileNotFoundError as e:
         if Path(path).is_dir():
             raise FileNotFoundError(
                 f"{e} (nor is {path} a Monodepth2 model folder: no encoder.pth / depth.pth)") from None
         raise
-    return networks_from_checkpoint(ckpt)
+    nets, cfg = networks_from_checkpoint(found.state)
+    step = found.state.get("step")
+    return LoadedModel(nets, cfg, found.path, int(step) if isinstance(step, int) else None, found.skipped)
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Networks, Config]:
+    """``(networks in eval mode, Config)`` of :func:`open_model`."""
+    m = open_model(path, map_location)
+    return m.nets, m.cfg

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from data.calib import IntrinsicsError, check_intrinsics
 from data.frames import BadSampleError, read_image
 from data.video import read_intrinsics_file, video_frames
 from depth.cli import add_debug_flag, command_errors
@@ -72,7 +73,13 @@ def _input_intrinsics(args) -> tuple[np.ndarray, tuple[int, int] | None]:
         raise ValueError("--camera-height needs the camera intrinsics: --intrinsics FILE or all of "
                          "--fx --fy --cx --cy (pixels of the input images)")
     fx, fy, cx, cy = vals
-    return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64), None
+    K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64)
+    check_intrinsics(K, "--fx/--fy/--cx/--cy")
+    return K, None
+
+
+def _intrinsics_name(args) -> str:
+    return f"intrinsics file {args.intrinsics}" if args.intrinsics else "--fx/--fy/--cx/--cy"
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -184,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
                   else TorchDepthRunner(args.checkpoint, args.device, args.height, args.width))
     except Exception as e:  # a missing/unreadable model, an unavailable device: one line, exit 2
         raise InputError(str(e)) from e
+    if isinstance(runner, TorchDepthRunner):  # which file (and step) the model is, any file skipped
+        for line in runner.loaded.lines():
+            print(line, file=sys.stderr, flush=True)
     stereo_units = False
     if args.camera_height is not None:
         if args.scale is not None:
@@ -240,7 +250,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.camera_height is not None:
         depth_note = f"metric depth, scaled per frame so the ground lies {args.camera_height:g} m below the camera"
 
+    given_K = K_input if args.camera_height is not None else (ply[0] if ply is not None else None)
+    checked_sizes: set[tuple[int, int]] = set()
+
     def predict(rgb):
+        size = (rgb.shape[1], rgb.shape[0])
+        if given_K is not None and size not in checked_sizes:  # the K against the frames it describes
+            check_intrinsics(given_K[0], _intrinsics_name(args), given_K[1], size)
+            checked_sizes.add(size)
         if args.camera_height is None:
             return predict_frame(runner, rgb, args.scale)
         disp, depth = predict_frame(runner, rgb, None)
@@ -254,7 +271,14 @@ def main(argv: list[str] | None = None) -> int:
             n_expected = sum(j.frames for j in group)
             wanted = set(np.linspace(0, max(n_expected - 1, 0), min(max(n_expected, 1), RANGE_FRAMES))
                          .round().astype(int).tolist())
-            cache = {i: predict(rgb) for i, _, _, rgb in _sequence_frames(group, None, wanted)}
+            cache = {}
+            for i, _, _, rgb in _sequence_frames(group, None, wanted):
+                try:
+                    cache[i] = predict(rgb)
+                except IntrinsicsError:
+                    raise
+                except (BadSampleError, InputError, OSError, ValueError):
+                    pass  # reported, naming the input, when the pass below reaches this frame
             vrange = disparity_range(d for d, _ in cache.values()) if cache else None
             bars = {}
             sink = None
@@ -265,20 +289,32 @@ def main(argv: list[str] | None = None) -> int:
                     fps = cap.get(cv2.CAP_PROP_FPS) or 10.0
                     cap.release()
                 sink = VideoSink(Path(args.video_out) if args.video_out else seq.with_name(seq.name + ".mp4"), fps)
+            failed: set[int] = set()  # jobs (by id) whose frame failed: the rest of that input is skipped
             try:
                 for i, job, k, rgb in _sequence_frames(group, errors, bar=bar):
-                    disp, depth = cache.pop(i) if i in cache else predict(rgb)
-                    colour_bar_ = None
-                    if args.scale is not None and vrange is not None:
-                        h = rgb.shape[0]
-                        colour_bar_ = bars.get(h)
-                        if colour_bar_ is None:
-                            colour_bar_ = bars[h] = colour_bar(h, vrange, args.scale)
-                    prefix = job.prefix if job.kind == "image" else job.prefix / f"{k:06d}"
-                    if save:
-                        write_outputs(prefix, rgb, disp, depth, ply, save=save, vrange=vrange, bar=colour_bar_)
-                    if sink is not None:
-                        sink.write(rgb, disp, vrange, colour_bar_)
+                    if id(job) in failed:
+                        continue
+                    try:
+                        disp, depth = cache.pop(i) if i in cache else predict(rgb)
+                        colour_bar_ = None
+                        if args.scale is not None and vrange is not None:
+                            h = rgb.shape[0]
+                            colour_bar_ = bars.get(h)
+                            if colour_bar_ is None:
+                                colour_bar_ = bars[h] = colour_bar(h, vrange, args.scale)
+                        prefix = job.prefix if job.kind == "image" else job.prefix / f"{k:06d}"
+                        if save:
+                            write_outputs(prefix, rgb, disp, depth, ply, save=save, vrange=vrange, bar=colour_bar_)
+                        if sink is not None:
+                            sink.write(rgb, disp, vrange, colour_bar_)
+                    except IntrinsicsError:
+                        raise  # the same K for every input: stop (one line, exit 2)
+                    except (BadSampleError, InputError, OSError, ValueError) as e:
+                        failed.add(id(job))
+                        msg = str(e) if str(job.path) in str(e) else f"{job.path}: {e}"
+                        errors.append(msg)
+                        tqdm.write(f"error: {msg}", file=sys.stderr)
+                        continue
                     written += 1
                     if job.kind == "image" or k < job.frames:
                         bar.update(1)

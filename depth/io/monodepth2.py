@@ -58,7 +58,7 @@ from torch import Tensor
 
 from common.atomic import atomic_write_dir
 from depth.config import Config, ConfigError, to_dict, validate
-from depth.io.checkpoint import atomic_torch_save, library_versions
+from depth.io.checkpoint import CheckpointRefused, atomic_torch_save, library_versions, safe_torch_load
 from depth.networks import DepthNet, PoseNet
 from depth.networks.decoder import NUM_CH_DEC
 
@@ -184,8 +184,10 @@ def _load_pth(path: Path, map_location) -> dict:
     if not path.is_file():
         raise _not_found(path)
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated zip, not a torch file, pickled objects other than tensors
+        obj = safe_torch_load(path, map_location=map_location)
+    except CheckpointRefused:
+        raise  # names the file and the objects it would build
+    except Exception as e:  # truncated zip, not a torch file
         reason = (str(e).strip().splitlines() or [""])[0][:200]
         raise Monodepth2FormatError(
             f"{path}: could not be read as a state dict ({type(e).__name__}: {reason})") from None

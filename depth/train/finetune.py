@@ -12,10 +12,19 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from depth.model import Networks, load_model
+from depth.model import LoadedModel, Networks, open_model
 from depth.networks import PoseNet
 
-__all__ = ["init_networks"]
+__all__ = ["init_networks", "open_init_from"]
+
+
+def open_init_from(path: str | Path) -> LoadedModel:
+    """``model.init_from``'s model (:func:`depth.model.open_model`); an unreadable, refused or
+    foreign file is a ``ValueError`` prefixed ``model.init_from:`` (bad input, named by the key)."""
+    try:
+        return open_model(path)
+    except RuntimeError as e:
+        raise ValueError(f"model.init_from: {e}") from e
 
 
 def _pose_scale_factor(src: PoseNet, dst: PoseNet) -> Tensor | None:
@@ -25,10 +34,11 @@ def _pose_scale_factor(src: PoseNet, dst: PoseNet) -> Tensor | None:
     return None if r == t == 1.0 else torch.tensor([r] * 3 + [t] * 3)
 
 
-def init_networks(nets: Networks, path: str | Path) -> str:
+def init_networks(nets: Networks, path: str | Path, source: LoadedModel | None = None) -> str:
     """``model.init_from``: copy the weights (BatchNorm statistics included) of the model at
     ``path`` -- anything :func:`load_model` reads -- into freshly built ``nets``; returns a
-    one-line summary of what was copied.
+    one-line summary of what was copied. ``source``: ``path``'s model already read
+    (:func:`depth.model.open_model`).
 
     * depth net: the encoders must match tensor for tensor; decoder tensors with the same name are
       copied (a baseline model initialising a DCA model leaves the attention layers and the DCA
@@ -40,10 +50,9 @@ def init_networks(nets: Networks, path: str | Path) -> str:
     not share, or (prefixed ``model.init_from:``) why :func:`load_model` cannot read ``path``;
     ``FileNotFoundError`` for a missing ``path``.
     """
-    try:
-        src, _ = load_model(path)
-    except RuntimeError as e:  # an unreadable or foreign file: bad input, named by the key
-        raise ValueError(f"model.init_from: {e}") from e
+    if source is None:
+        source = open_init_from(path)
+    src = source.nets
     ours, theirs = nets.depth_net.state_dict(), src.depth_net.state_dict()
     wrong = [f"{k} {tuple(v.shape)} in {path} vs {tuple(ours[k].shape)} here" for k, v in theirs.items()
              if k in ours and v.shape != ours[k].shape]

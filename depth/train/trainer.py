@@ -48,7 +48,7 @@ from depth.eval.scale import stereo_scale
 from depth.geometry import pose_vector_to_matrix
 from depth.inference import predict_disparities
 from depth.io.checkpoint import library_versions, load_checkpoint, save_checkpoint
-from depth.model import Networks, build_networks
+from depth.model import LoadedModel, Networks, build_networks
 from depth.train.distributed import all_reduce_, collective_device, is_distributed
 from depth.train.finetune import init_networks
 from depth.train.losses import LossTerms, self_supervised_loss
@@ -58,7 +58,8 @@ from depth.train.sampling import EpochIndexed, ResumableSampler
 from depth.train.zoom import sample_zoom_boxes, zoom_images, zoom_intrinsics
 from depth.visualize import colorize_disparity
 
-__all__ = ["Trainer", "ValidationData", "NonFiniteLossError", "collate", "TrainNets", "resolve_amp"]
+__all__ = ["Trainer", "ValidationData", "NonFiniteLossError", "collate", "TrainNets", "resolve_amp", "rng_states",
+           "set_rng_states"]
 
 TrainNets = Networks  # the name the trainer gave the module DistributedDataParallel wraps
 
@@ -122,6 +123,41 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
+def rng_states() -> dict:
+    """The global generators' states as plain values (a checkpoint loads with weights_only=True):
+    Python's ``random`` as ``[version, [625 ints], gauss]``, NumPy's legacy generator as a dict with
+    its MT19937 key as an int64 tensor, torch's (and CUDA's) as byte tensors."""
+    version, internal, gauss = random.getstate()
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(internal), gauss],
+            "numpy": {"bit_generator": str(name), "key": torch.from_numpy(key.astype(np.int64)),
+                      "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_states(rng: dict) -> None:
+    """Restore :func:`rng_states`; also reads the form older checkpoints stored (``random.getstate()``
+    and ``np.random.get_state()`` tuples, the key an array or, read back, a list)."""
+    if "python" not in rng:
+        return
+    version, internal, gauss = rng["python"]
+    random.setstate((int(version), tuple(int(v) for v in internal), gauss))
+    n = rng["numpy"]
+    if isinstance(n, dict):
+        n = (n["bit_generator"], n["key"], n["pos"], n["has_gauss"], n["cached_gaussian"])
+    name, key, pos, has_gauss, cached = n
+    key = key.cpu().numpy() if isinstance(key, torch.Tensor) else key
+    np.random.set_state((name, np.asarray(key, dtype=np.int64).astype(np.uint32), int(pos), int(has_gauss),
+                         float(cached)))
+    torch.set_rng_state(rng["torch"].cpu())
+    if rng.get("cuda") is not None and torch.cuda.is_available():
+        try:
+            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+        except (RuntimeError, IndexError):  # another GPU count: per-step seeding covers it
+            pass
+
+
 class Trainer:
     """Trains ``cfg``'s networks on ``train_set`` (samples of :class:`data.frames.FrameSampleDataset`).
 
@@ -132,7 +168,9 @@ class Trainer:
     ``train.py`` passes False when resuming, whose checkpoint replaces the weights anyway.
     ``pretrained``: start the encoders from ImageNet weights when ``model.pretrained`` says so
     (False when a checkpoint's weights replace them: resuming; skipped when ``model.init_from``
-    replaces them). Validation scores ``val`` (frames with GT: depth metrics) or, when there is
+    replaces them). ``init_source``: the model of ``model.init_from`` already read
+    (:func:`depth.model.open_model`; ``train.py`` reads it before the data), else read here.
+    Validation scores ``val`` (frames with GT: depth metrics) or, when there is
     none, reports the photometric loss on ``val_samples`` (held-out samples of the same kind as
     ``train_set``'s, without augmentation): :meth:`validate`.
 
@@ -144,7 +182,7 @@ class Trainer:
     def __init__(self, cfg: Config, train_set: Dataset, val: ValidationData | None = None,
                  device: str | None = None, rank: int | None = None, world_size: int | None = None,
                  skip_errors: tuple[type[BaseException], ...] = (), val_samples: Dataset | None = None,
-                 init_weights: bool = True, pretrained: bool = True):
+                 init_weights: bool = True, pretrained: bool = True, init_source: LoadedModel | None = None):
         self.cfg = cfg
         self.val_samples = val_samples if val_samples is not None and len(val_samples) > 0 else None
         self.skip_errors = tuple(skip_errors)
@@ -182,7 +220,7 @@ class Trainer:
         self.train_set, self.val = train_set, val
         fine_tune = bool(init_weights and cfg.model.init_from)
         nets = build_networks(cfg, pretrained=pretrained and not fine_tune).to(self.device)
-        self.init_summary = init_networks(nets, cfg.model.init_from) if fine_tune else ""
+        self.init_summary = init_networks(nets, cfg.model.init_from, init_source) if fine_tune else ""
         self.depth_net, self.pose_net = nets.depth_net, nets.pose_net
         if world_size > 1 and t.sync_bn:
             if self.device.type != "cuda":
@@ -448,9 +486,7 @@ class Trainer:
                         "world_size": self.world_size, "global_batch": self.cfg.train.batch_size},
             "skipped_steps": self.skipped_steps,
             "bad_samples": self.bad_samples_total,
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                    "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            "rng": rng_states(),
             "metrics": self.last_metrics,
         }
 
@@ -479,16 +515,7 @@ class Trainer:
                           f"original exactly", stacklevel=2)
         self.skipped_steps = int(ckpt.get("skipped_steps", 0))
         self.bad_samples_total = int(ckpt.get("bad_samples", 0))
-        rng = ckpt.get("rng") or {}
-        if "python" in rng:
-            random.setstate(rng["python"])
-            np.random.set_state(rng["numpy"])
-            torch.set_rng_state(rng["torch"])
-            if rng.get("cuda") is not None and torch.cuda.is_available():
-                try:
-                    torch.cuda.set_rng_state_all(rng["cuda"])
-                except (RuntimeError, IndexError):  # another GPU count: per-step seeding covers it
-                    pass
+        set_rng_states(ckpt.get("rng") or {})
         self.last_metrics = ckpt.get("metrics", {})
         self._resumed_at = self.step_count
 
