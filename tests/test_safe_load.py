@@ -183,3 +183,41 @@ def test_old_format_allow_list_is_narrow(tmp_path):
     torch.save(state, tmp_path / "other.pt")
     with pytest.raises(CheckpointRefused, match="other.pt refused"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+class _PlantedCommand:
+    """Pickles to a call of os.system (what a planted GT file would carry)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_monodepth2_gt_object_array_reads_without_running_code(tmp_path):
+    """Monodepth2's gt_depths.npz holds an object array (maps of several sizes): it is read through
+    an unpickler that builds numpy arrays only; a planted object is refused, naming the file."""
+    from depth.eval.gt import load_gt
+    maps = [np.random.default_rng(0).random((5, 7), dtype=np.float32), np.ones((6, 8), np.float32)]
+    data = np.empty(2, dtype=object)
+    data[0], data[1] = maps
+    np.savez_compressed(tmp_path / "gt.npz", data=data)
+    got = load_gt(tmp_path / "gt.npz")
+    assert len(got) == 2 and all(g.dtype == np.float32 and (g == m).all() for g, m in zip(got, maps))
+    marker = tmp_path / "ran"
+    data[1] = _PlantedCommand(marker)
+    np.savez_compressed(tmp_path / "planted.npz", data=data)
+    with pytest.raises(ValueError, match=r"planted\.npz.*refused.*system"):
+        load_gt(tmp_path / "planted.npz")
+    assert not marker.exists()
+    # through the command: one line, exit 2, and the command never ran
+    np.save(tmp_path / "disp.npy", np.ones((2, 8, 16), np.float32))
+    split = tmp_path / "split.txt"
+    split.write_text("2011_09_26/2011_09_26_drive_0001_sync 1 l\n2011_09_26/2011_09_26_drive_0001_sync 2 l\n")
+    r = subprocess.run([sys.executable, "evaluate.py", "depth", "--disparities", str(tmp_path / "disp.npy"),
+                        "--gt", str(tmp_path / "planted.npz"), "--split", str(split)],
+                       capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 2, r.stderr
+    assert "planted.npz" in r.stderr and "Traceback" not in r.stderr
+    assert not marker.exists()

@@ -14,7 +14,10 @@ annotated PNGs). Every file is written atomically (temporary file in the same fo
 """
 from __future__ import annotations
 
+import io
 import os
+import pickle
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +176,46 @@ def save_dense_gt(path: str | Path, maps: Sequence[np.ndarray] | SparseGT, compr
     _atomic_npz(Path(path), {"data": data}, compressed=compressed)
 
 
+# what an object array of numpy arrays pickles to (numpy 1.x and 2.x module paths); nothing else loads
+_NUMPY_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+}
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _NUMPY_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+
+def _read_npz_member_safely(path: Path, key: str) -> np.ndarray:
+    """``np.load(path)[key]`` without running code: plain arrays as numpy reads them; an object
+    array (Monodepth2's ``gt_depths.npz`` of maps of several sizes) through an unpickler that only
+    builds numpy arrays and dtypes. A pickle naming anything else raises ValueError naming the file."""
+    with zipfile.ZipFile(path) as zf, zf.open(f"{key}.npy") as f:
+        raw = io.BytesIO(f.read())
+    version = np.lib.format.read_magic(raw)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, fortran, dtype = read_header(raw)
+    if not dtype.hasobject:
+        raw.seek(0)
+        return np.lib.format.read_array(raw, allow_pickle=False)
+    try:
+        arr = _NumpyOnlyUnpickler(raw, encoding="latin1", fix_imports=True).load()
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"GT file {path}: refused: its '{key}' pickle would build {e}, not numpy arrays "
+                         f"(a file that can run code when loaded)") from None
+    except Exception as e:  # truncated / corrupt pickle
+        raise ValueError(f"GT file {path}: unreadable '{key}' object array ({type(e).__name__}: {e})") from None
+    if not isinstance(arr, np.ndarray):
+        raise ValueError(f"GT file {path}: '{key}' is a {type(arr).__name__}, not an array of depth maps")
+    return arr
+
+
 def load_gt(path: str | Path) -> SparseGT | list[np.ndarray] | np.ndarray:
     """Read a GT file: a :class:`SparseGT`, or Monodepth2's dense maps (a list of float32 maps, or
     an ``(N, H, W)`` array when stacked)."""
@@ -192,10 +235,9 @@ def load_gt(path: str | Path) -> SparseGT | list[np.ndarray] | np.ndarray:
         if "data" not in keys:
             raise ValueError(f"GT file {path} has neither sparse GT arrays nor Monodepth2's 'data' key "
                              f"(keys: {sorted(keys)})")
-    # Monodepth2's file: the maps may be an object array, which needs pickle. Only open it this way
-    # for files you trust.
-    with np.load(path, allow_pickle=True, encoding="latin1", fix_imports=True) as z:
-        data = z["data"]
+    # Monodepth2's file: the maps may be an object array, stored as a pickle: read through an
+    # unpickler that builds numpy arrays and nothing else (a planted object is refused, never run)
+    data = _read_npz_member_safely(path, "data")
     if data.dtype == object:
         return [np.asarray(m, dtype=np.float32) for m in data]
     if data.ndim != 3:
