@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from depth.config import Config, from_dict
+from depth.config import Config, from_dict, resolve_input_norm
 from depth.geometry import depth_to_sigmoid
 from depth.io.checkpoint import load_checkpoint
 from depth.io.imagenet import MissingWeightsError, fill_command, find_imagenet_weights
@@ -132,10 +132,11 @@ def build_networks(cfg: Config, pretrained: bool = False) -> Networks:
     """
     m = cfg.model
     weights = imagenet_weights(cfg) if pretrained else {}
+    resolve_input_norm(cfg)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed(cfg.train.seed, "depth_net"))
         depth_net = DepthNet(m.encoder, weights.get("encoder"), scales=tuple(m.scales), dca=m.dca,
-                             dca_dropout=m.dca_dropout)
+                             dca_dropout=m.dca_dropout, decoder=m.decoder, input_norm=m.input_norm)
         pose_net = None
         if needs_pose_net(cfg):
             torch.manual_seed(init_seed(cfg.train.seed, "pose_net"))
