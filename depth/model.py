@@ -3,8 +3,9 @@
 * :func:`build_networks` is the only place the depth and pose networks are constructed; ImageNet
   weights (``model.pretrained``) are found by :func:`imagenet_weights` (:mod:`depth.io.imagenet`) and
   loaded by the encoders themselves (:func:`depth.networks.encoder.create_encoder`), nowhere else.
-* :func:`load_model` turns any checkpoint into ``(Networks, Config)``: this project's checkpoints
-  and Monodepth2 model folders (:mod:`depth.io.monodepth2`), recognised by their content.
+* :func:`load_model` turns any checkpoint into ``(Networks, Config)``: this project's checkpoints,
+  Monodepth2 model folders (:mod:`depth.io.monodepth2`) and the DaB-Net authors' checkpoints
+  (:mod:`depth.io.dabnet`), recognised by their content.
 
 Running the depth network on images is :mod:`depth.inference`.
 """
@@ -20,6 +21,7 @@ from torch import Tensor
 from depth.config import Config, from_dict, resolve_input_norm
 from depth.geometry import depth_to_sigmoid
 from depth.io.checkpoint import load_checkpoint
+from depth.io.dabnet import dabnet_file, from_dabnet
 from depth.io.imagenet import MissingWeightsError, fill_command, find_imagenet_weights
 from depth.io.monodepth2 import from_monodepth2, monodepth2_folder
 from depth.networks import DepthNet, PoseNet
@@ -173,15 +175,19 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     * a Monodepth2 model folder -- a folder holding ``encoder.pth`` / ``depth.pth``, or one of its
       ``.pth`` files (:func:`depth.io.monodepth2.from_monodepth2`: the config records the network
       size, Monodepth2's intrinsics and stereo convention);
+    * a checkpoint file of the DaB-Net authors' code (``state_dict`` with ``DepthEncoder.*`` keys;
+      :func:`depth.io.dabnet.from_dabnet`, read with ``weights_only=True``);
     * else a checkpoint file of this project or a run folder (its newest complete checkpoint,
       :func:`depth.io.checkpoint.load_checkpoint`).
 
     Raises ``FileNotFoundError`` / ``RuntimeError`` (:class:`depth.io.monodepth2.Monodepth2FormatError`
-    is one) naming the file.
+    and :class:`depth.io.dabnet.DabnetFormatError` are ones) naming the file.
     """
     folder = monodepth2_folder(path)
     if folder is not None:
         return networks_from_checkpoint(from_monodepth2(folder, map_location))
+    if dabnet_file(path):
+        return networks_from_checkpoint(from_dabnet(path, map_location))
     try:
         ckpt = load_checkpoint(path, map_location)
     except FileNotFoundError as e:
