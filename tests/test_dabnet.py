@@ -132,6 +132,12 @@ def test_wrong_keys_name_the_file_and_exit_2(tmp_path, plain_model, capsys):
     assert export_main(["--checkpoint", str(path), "--output", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.pth" in err[0] and "deconvs_9.conv_se.0.bias" in err[0]
+    # an unexpected key alone (a layer this network does not have) is refused too
+    extra = dict(state)
+    extra["DepthDecoder.dispConvScale1.0.weight"] = torch.zeros(1, 32, 3, 3)  # a head their decoder has not
+    torch.save({"state_dict": extra}, path)
+    with pytest.raises(DabnetFormatError, match=r"1 unexpected keys \(DepthDecoder\.dispConvScale1"):
+        load_model(path)
 
 
 def test_export_matches_onnxruntime(tmp_path, plain_model):
