@@ -85,6 +85,14 @@ class ModelConfig:
     # model.pose_encoder to resnet{N} when the config is loaded, then reads 0; 0 = not used
     num_layers: int = 0
     scales: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
+    # depth decoder: monodepth2 (Monodepth2's U-Net; with dca the project's DCA and head) | diffnet (the
+    # DaB-Net authors' DIFFNet decoder, with dca their DCA and head; on an HRNet their concatenated
+    # features). docs/method.md §2b
+    decoder: str = "monodepth2"
+    # depth-net input normalisation: imagenet ((x - 0.45) / 0.225, Monodepth2) | none (raw [0, 1] RGB, the
+    # DaB-Net authors' HRNet) | auto = none for an HRNet with decoder=diffnet, else imagenet (resolved when
+    # the config is loaded: checkpoints record the value used)
+    input_norm: str = "auto"
     dca: bool = False  # dynamic cross-attention decoder (single full-resolution output)
     dca_dropout: float = 0.1  # Dropout2d on the DCA's X_2 input while training (the authors' 0.1); 0 = off
     pose_rotation_scale: float = 0.01  # the pose decoder's axis-angle output is multiplied by this (Monodepth2 0.01)
@@ -293,8 +301,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if config.train.amp in ("False", "false"):  # `amp: off` in a YAML file reads as a boolean
         config.train.amp = "off"
     apply_legacy_num_layers(config)
+    resolve_input_norm(config)
     validate(config)
     return config
+
+
+def resolve_input_norm(cfg: Config) -> Config:
+    """``model.input_norm=auto`` -> the pair's default (``none`` for an HRNet with
+    ``model.decoder=diffnet``, else ``imagenet``). Modifies and returns ``cfg``."""
+    m = cfg.model
+    if m.input_norm == "auto":
+        hrnet = m.encoder.split(".")[0].startswith("hrnet")
+        m.input_norm = "none" if m.decoder == "diffnet" and hrnet else "imagenet"
+    return cfg
 
 
 def apply_legacy_num_layers(cfg: Config) -> Config:
@@ -336,7 +355,7 @@ def from_dict(d: dict) -> Config:
                 out[k] = v
         return out
 
-    return apply_legacy_num_layers(OmegaConf.to_object(OmegaConf.merge(cfg, prune(d))))
+    return resolve_input_norm(apply_legacy_num_layers(OmegaConf.to_object(OmegaConf.merge(cfg, prune(d)))))
 
 
 def _check(cond: bool, key: str, msg: str) -> None:
@@ -379,6 +398,9 @@ def validate(cfg: Config) -> None:
     _check(len(m.pose_size) == 0 or (len(m.pose_size) == 2 and min(m.pose_size) >= 32), "model.pose_size",
            f"[H, W] with H, W >= 32, or [] (the data size), got {m.pose_size}")
     _check(0 <= m.dca_dropout < 1, "model.dca_dropout", f"must be in [0, 1), got {m.dca_dropout}")
+    _check(m.decoder in ("monodepth2", "diffnet"), "model.decoder", f"monodepth2 | diffnet, got {m.decoder!r}")
+    _check(m.input_norm in ("auto", "imagenet", "none"), "model.input_norm",
+           f"auto | imagenet | none, got {m.input_norm!r}")
     _check(len(m.scales) > 0 and all(0 <= s <= 3 for s in m.scales), "model.scales", f"subset of 0..3, got {m.scales}")
     _check(l.recipe in ("baseline", "dabnet"), "loss.recipe", f"baseline | dabnet, got {l.recipe!r}")
     _check(0 <= l.ssim_weight <= 1, "loss.ssim_weight", f"must be in [0, 1], got {l.ssim_weight}")

@@ -3,8 +3,9 @@
 * :func:`build_networks` is the only place the depth and pose networks are constructed; ImageNet
   weights (``model.pretrained``) are found by :func:`imagenet_weights` (:mod:`depth.io.imagenet`) and
   loaded by the encoders themselves (:func:`depth.networks.encoder.create_encoder`), nowhere else.
-* :func:`load_model` turns any checkpoint into ``(Networks, Config)``: this project's checkpoints
-  and Monodepth2 model folders (:mod:`depth.io.monodepth2`), recognised by their content.
+* :func:`load_model` turns any checkpoint into ``(Networks, Config)``: this project's checkpoints,
+  Monodepth2 model folders (:mod:`depth.io.monodepth2`) and the DaB-Net authors' checkpoints
+  (:mod:`depth.io.dabnet`), recognised by their content.
 
 Running the depth network on images is :mod:`depth.inference`.
 """
@@ -18,9 +19,10 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from depth.config import Config, from_dict
+from depth.config import Config, from_dict, resolve_input_norm
 from depth.geometry import depth_to_sigmoid
 from depth.io.checkpoint import find_checkpoint
+from depth.io.dabnet import dabnet_file, from_dabnet
 from depth.io.imagenet import MissingWeightsError, fill_command, find_imagenet_weights
 from depth.io.monodepth2 import from_monodepth2, monodepth2_folder
 from depth.networks import DepthNet, PoseNet
@@ -134,10 +136,11 @@ def build_networks(cfg: Config, pretrained: bool = False) -> Networks:
     """
     m = cfg.model
     weights = imagenet_weights(cfg) if pretrained else {}
+    resolve_input_norm(cfg)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed(cfg.train.seed, "depth_net"))
         depth_net = DepthNet(m.encoder, weights.get("encoder"), scales=tuple(m.scales), dca=m.dca,
-                             dca_dropout=m.dca_dropout)
+                             dca_dropout=m.dca_dropout, decoder=m.decoder, input_norm=m.input_norm)
         pose_net = None
         if needs_pose_net(cfg):
             torch.manual_seed(init_seed(cfg.train.seed, "pose_net"))
@@ -194,17 +197,22 @@ def open_model(path: str | Path, map_location: str | torch.device = "cpu") -> Lo
     * a Monodepth2 model folder -- a folder holding ``encoder.pth`` / ``depth.pth``, or one of its
       ``.pth`` files (:func:`depth.io.monodepth2.from_monodepth2`: the config records the network
       size, Monodepth2's intrinsics and stereo convention);
+    * a checkpoint file of the DaB-Net authors' code (``state_dict`` with ``DepthEncoder.*`` keys;
+      :func:`depth.io.dabnet.from_dabnet`, read with ``weights_only=True``);
     * else a checkpoint file of this project or a run folder (its newest complete checkpoint,
       :func:`depth.io.checkpoint.find_checkpoint`; unreadable newer ones are listed in ``skipped``).
 
     Every file is read with ``weights_only=True``. Raises ``FileNotFoundError`` / ``RuntimeError``
-    (:class:`depth.io.monodepth2.Monodepth2FormatError` and
-    :class:`depth.io.checkpoint.CheckpointError` are ones) naming the file.
+    (:class:`depth.io.monodepth2.Monodepth2FormatError`, :class:`depth.io.dabnet.DabnetFormatError`
+    and :class:`depth.io.checkpoint.CheckpointError` are ones) naming the file.
     """
     folder = monodepth2_folder(path)
     if folder is not None:
         nets, cfg = networks_from_checkpoint(from_monodepth2(folder, map_location))
         return LoadedModel(nets, cfg, Path(folder), None)
+    if dabnet_file(path):
+        nets, cfg = networks_from_checkpoint(from_dabnet(path, map_location))
+        return LoadedModel(nets, cfg, Path(path), None)
     try:
         found = find_checkpoint(path, map_location)
     except FileNotFoundError as e:

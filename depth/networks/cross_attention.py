@@ -13,7 +13,9 @@ Inputs are the depth decoder's features ``X2`` (32 ch, 1/2 resolution), ``X4`` (
 * ``B_k = nearest_upsample(O, size(X2)) + X2``.
 
 Branch weights ``w = softmax(MLP(GAP(E)))`` with a bias-free ``C_E -> 16 -> 4`` MLP (ReLU between),
-one scalar per image and branch; ``Y = w_1 X2 + w_2 B_4 + w_3 B_8 + w_4 B_16``. ``Dropout2d`` is
+one scalar per image and branch (``weight_net="conv3x3"``: the DaB-Net authors' form of the same MLP,
+a 3x3 zero-padded convolution on the 1x1 pooled map -- only its centre tap sees data -- then a 1x1
+convolution: the same function, their parameter shapes and initialisation); ``Y = w_1 X2 + w_2 B_4 + w_3 B_8 + w_4 B_16``. ``Dropout2d`` is
 applied to ``X2`` (training only) before everything else.
 
 Grids: the attention grid of branches 4 and 8 is ``X8``'s size and that of branch 16 is ``X16``'s
@@ -94,6 +96,7 @@ class DynamicCrossAttention(nn.Module):
         dropout: ``Dropout2d`` probability on ``X2`` in training.
         hidden: hidden width of the branch-weight MLP.
         use_sdpa: ``scaled_dot_product_attention`` (default) or :func:`attention_reference`.
+        weight_net: ``linear`` (two bias-free ``nn.Linear``) or ``conv3x3`` (the authors' layers).
 
     ``forward(x2, x4, x8, x16, enc)`` returns ``Y`` ``(B, x2_channels, H2, W2)``; with
     ``return_weights=True`` it returns ``(Y, w)`` where ``w`` ``(B, 4)`` are the softmax weights of
@@ -102,8 +105,10 @@ class DynamicCrossAttention(nn.Module):
 
     def __init__(self, channels: Sequence[int] = (64, 128, 256), x2_channels: int = 32,
                  enc_channels: int = 512, qk_dim: int = 32, dropout: float = 0.1, hidden: int = 16,
-                 use_sdpa: bool = True):
+                 use_sdpa: bool = True, weight_net: str = "linear"):
         super().__init__()
+        if weight_net not in ("linear", "conv3x3"):
+            raise ValueError(f"weight_net must be linear | conv3x3, got {weight_net!r}")
         channels = tuple(int(c) for c in channels)
         if len(channels) != 3:
             raise ValueError(f"channels must give (C4, C8, C16), got {channels}")
@@ -115,11 +120,19 @@ class DynamicCrossAttention(nn.Module):
         self.branches = nn.ModuleDict({
             f"b{k}": _AttentionBranch(c, self.x2_channels, qk_dim) for k, c in zip(_BRANCHES, channels)
         })
-        self.weight_mlp = nn.Sequential(
-            nn.Linear(self.enc_channels, hidden, bias=False),
-            nn.ReLU(inplace=True),
-            nn.Linear(hidden, len(_BRANCHES) + 1, bias=False),
-        )
+        self.weight_net = weight_net
+        if weight_net == "linear":
+            self.weight_mlp = nn.Sequential(
+                nn.Linear(self.enc_channels, hidden, bias=False),
+                nn.ReLU(inplace=True),
+                nn.Linear(hidden, len(_BRANCHES) + 1, bias=False),
+            )
+        else:
+            self.weight_mlp = nn.Sequential(
+                nn.Conv2d(self.enc_channels, hidden, 3, padding=1, bias=False),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(hidden, len(_BRANCHES) + 1, 1, bias=False),
+            )
         self.last_weights: Tensor | None = None
 
     def forward(self, x2: Tensor, x4: Tensor, x8: Tensor, x16: Tensor, enc: Tensor,
@@ -142,7 +155,11 @@ class DynamicCrossAttention(nn.Module):
         for k in _BRANCHES:
             o = self.branches[f"b{k}"](*inputs[k], use_sdpa=self.use_sdpa)
             fused.append(upsample_to(o, size2) + x2)
-        w = torch.softmax(self.weight_mlp(enc.mean(dim=(2, 3))), dim=1)  # B x 4
+        if self.weight_net == "linear":
+            logits = self.weight_mlp(enc.mean(dim=(2, 3)))
+        else:
+            logits = self.weight_mlp(enc.mean(dim=(2, 3), keepdim=True)).flatten(1)
+        w = torch.softmax(logits, dim=1)  # B x 4
         if not torch.compiler.is_exporting():
             self.last_weights = w.detach()
         y = w[:, 0, None, None, None] * x2

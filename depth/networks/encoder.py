@@ -10,14 +10,23 @@ names of every earlier checkpoint), and an :class:`EncoderLayout` that :func:`en
 Conventions of :func:`encode`:
 
 * input ``(B, C, H, W)`` in ``[0, 1]`` (``C = 3 x`` stacked frames), normalised inside with
-  Monodepth2's ``(x - 0.45) / 0.225`` for every encoder (ImageNet's mean and std averaged over the
-  channels, what Monodepth2 and DIFFNet feed their ImageNet encoders);
+  Monodepth2's ``(x - 0.45) / 0.225`` (ImageNet's mean and std averaged over the channels, what
+  Monodepth2 feeds its ImageNet encoders: ``model.input_norm=imagenet``), or fed as it is
+  (``normalize=False``, ``model.input_norm=none``: the DaB-Net authors' HRNet sees raw [0, 1] RGB);
 * the feature at stride ``r`` has size ``ceil(H / r) x ceil(W / r)``. Encoders that produce exactly
   that at any size (ResNets, EfficientNets: padding ``k // 2``) run on the input as it is; the others
   (HRNet's fusions upsample by fixed factors and fail, ConvNeXt's patchify stem floors) get the
   input replicate-padded at the bottom and right to a multiple of their deepest stride and every
   feature cropped back to that size. Which of the two holds is measured once, at construction, by
   a forward pass at 65x95 (sizes that are odd at every stride) in eval mode.
+
+**The authors' HRNet features** (``features="hrnet_concat"``, what ``model.decoder=diffnet`` builds on an
+HRNet; docs/method.md §2b): the same timm modules and weights, run by :func:`hrnet_concat_features`
+-- the stage-2, -3 and -4 outputs of every branch concatenated per resolution, the stem's second
+convolution joining the 1/4 map, and the fusions' upsampling bilinear with ``align_corners=True`` to
+the target branch's size (the DaB-Net / DIFFNet code; timm upsamples by nearest x2^k). For HRNet-W18:
+64 @ 1/2, 64+18+18+18 = 118 @ 1/4, 108 @ 1/8, 144 @ 1/16, 144 @ 1/32. These run at any size
+(``ceil(H / r)``), with no padding.
 
 Architecture options that differ from timm's defaults (:data:`ARCH_OPTIONS`): ResNets keep
 torchvision's initialisation (``zero_init_last=False``: the network this project always built);
@@ -50,8 +59,8 @@ from torch import Tensor
 
 from depth.io.imagenet import MissingWeightsError
 
-__all__ = ["EncoderLayout", "ARCH_OPTIONS", "create_encoder", "encode", "encoder_layout",
-           "check_encoder_name"]
+__all__ = ["EncoderLayout", "ARCH_OPTIONS", "FEATURE_KINDS", "create_encoder", "encode", "encoder_layout",
+           "check_encoder_name", "hrnet_concat_channels", "hrnet_concat_features"]
 
 MEAN, STD = 0.45, 0.225
 # architecture-family prefix -> create_model options (see the module doc)
@@ -65,13 +74,16 @@ class EncoderLayout:
     """What the decoders need to know about an encoder.
 
     ``channels``/``reductions``: per feature map, finest first (strides ``(2,) 4, 8, 16, 32``);
-    ``pad_to``: 0 when the encoder runs at any input size, else the multiple its input is padded to.
+    ``pad_to``: 0 when the encoder runs at any input size, else the multiple its input is padded to;
+    ``features``: ``timm`` (the timm feature extractor's own maps) or ``hrnet_concat`` (the authors'
+    concatenated HRNet maps, :func:`hrnet_concat_features`).
     """
 
     name: str
     channels: tuple[int, ...]
     reductions: tuple[int, ...]
     pad_to: int = 0
+    features: str = "timm"
 
 
 def _options(name: str) -> dict:
@@ -166,14 +178,74 @@ def _check_loaded(net: nn.Module, name: str, weights: Path, in_chans: int) -> No
             f"(e.g. {', '.join(missing[:3])}): not a state dict of timm.create_model('{name}')?")
 
 
+FEATURE_KINDS = ("timm", "hrnet_concat")
+
+
+def hrnet_concat_channels(timm_channels: tuple[int, ...]) -> tuple[int, ...]:
+    """Channels of :func:`hrnet_concat_features` from timm's HRNet ``(stem, b0, b1, b2, b3)`` channels
+    (``feature_location=""``): the 1/4 map adds the stem's 64-channel second convolution and the
+    stage-2/3/4 branch 0, the 1/8 map stages 2-4 branch 1, the 1/16 map stages 3-4 branch 2."""
+    stem, c0, c1, c2, c3 = timm_channels
+    return (stem, 64 + 3 * c0, 3 * c1, 2 * c2, c3)
+
+
+def _hrnet_module(module: nn.Module, xs: list[Tensor]) -> list[Tensor]:
+    """One timm ``HighResolutionModule`` with the authors' fusion: a lower-resolution branch is
+    1x1-conv + BN, then bilinearly resized (``align_corners=True``) to the target branch's size."""
+    if module.num_branches == 1:
+        return [module.branches[0](xs[0])]
+    xs = [branch(x) for branch, x in zip(module.branches, xs)]
+    out = []
+    for i, layers in enumerate(module.fuse_layers):
+        y = None
+        for j, f in enumerate(layers):
+            if j > i:  # timm: Sequential(conv, bn, nearest Upsample): skip its Upsample
+                t = F.interpolate(f[1](f[0](xs[j])), size=tuple(xs[i].shape[-2:]), mode="bilinear",
+                                  align_corners=True)
+            else:  # identity, or stride-2 3x3 convs
+                t = f(xs[j])
+            y = t if y is None else y + t
+        out.append(module.fuse_act(y))
+    return out
+
+
+def _hrnet_stage(stage: nn.Module, xs: list[Tensor]) -> list[Tensor]:
+    for module in stage:
+        xs = _hrnet_module(module, xs)
+    return xs
+
+
+def hrnet_concat_features(net: nn.Module, x: Tensor) -> list[Tensor]:
+    """The authors' five HRNet maps (module doc) of a timm HRNet feature extractor built with
+    ``feature_location=""``; ``x`` as the network sees it (already normalised or not)."""
+    x = net.act1(net.bn1(net.conv1(x)))
+    f0 = x
+    stem = net.act2(net.bn2(net.conv2(x)))
+    x = net.layer1(stem)
+    y2 = _hrnet_stage(net.stage2, [t(x) for t in net.transition1])
+    xs = [y2[i] if isinstance(t, nn.Identity) else t(y2[-1]) for i, t in enumerate(net.transition2)]
+    y3 = _hrnet_stage(net.stage3, xs)
+    xs = [y3[i] if isinstance(t, nn.Identity) else t(y3[-1]) for i, t in enumerate(net.transition3)]
+    y4 = _hrnet_stage(net.stage4, xs)
+    return [f0, torch.cat([stem, y2[0], y3[0], y4[0]], 1), torch.cat([y2[1], y3[1], y4[1]], 1),
+            torch.cat([y3[2], y4[2]], 1), y4[3]]
+
+
 def create_encoder(name: str, in_chans: int = 3, weights: Path | str | None = None,
-                   key: str = "model.encoder") -> tuple[nn.Module, EncoderLayout]:
+                   key: str = "model.encoder", features: str = "timm") -> tuple[nn.Module, EncoderLayout]:
     """The timm feature extractor ``name`` taking ``in_chans`` channels and its layout.
+
+    ``features="hrnet_concat"`` (HRNets only): the same module, its layout that of
+    :func:`hrnet_concat_features` (see the module doc).
 
     ``weights``: an ImageNet state dict file (see :mod:`depth.io.imagenet`), loaded and checked as the
     module doc says; None: timm's random initialisation (with :data:`ARCH_OPTIONS`).
     Raises ``ValueError`` (naming ``key``) for an unknown name or feature layout."""
     check_encoder_name(name, key)
+    if features not in FEATURE_KINDS:
+        raise ValueError(f"features must be one of {FEATURE_KINDS}, got {features!r}")
+    if features == "hrnet_concat" and not split_model_name_tag(name)[0].startswith("hrnet"):
+        raise ValueError(f"{key}={name}: the concatenated HRNet features need an HRNet (e.g. hrnet_w18)")
     overlay = {"file": str(weights)} if weights is not None else None
     try:
         with _quiet_timm_loader():
@@ -188,14 +260,20 @@ def create_encoder(name: str, in_chans: int = 3, weights: Path | str | None = No
     channels, reductions = _layout_of(net, name, key)
     if weights is not None:
         _check_loaded(net, name, Path(weights), in_chans)
+    if features == "hrnet_concat":
+        return net, EncoderLayout(name, hrnet_concat_channels(channels), reductions, 0, features)
     pad_to = 0 if _runs_at_any_size(net, in_chans, reductions) else reductions[-1]
     return net, EncoderLayout(name, channels, reductions, pad_to)
 
 
-def encode(encoder: nn.Module, layout: EncoderLayout, x: Tensor) -> list[Tensor]:
+def encode(encoder: nn.Module, layout: EncoderLayout, x: Tensor, normalize: bool = True) -> list[Tensor]:
     """Feature maps of ``x`` ``(B, C, H, W)`` in ``[0, 1]``, finest first, the one at stride ``r``
-    of size ``ceil(H / r) x ceil(W / r)`` (see the module doc for normalisation and padding)."""
-    x = (x - MEAN) / STD
+    of size ``ceil(H / r) x ceil(W / r)`` (see the module doc for normalisation and padding).
+    ``normalize=False``: ``x`` goes in as it is (``model.input_norm=none``, the authors' HRNet)."""
+    if normalize:
+        x = (x - MEAN) / STD
+    if layout.features == "hrnet_concat":
+        return hrnet_concat_features(encoder, x)
     h, w = x.shape[-2:]
     m = layout.pad_to
     if m and (h % m or w % m):
