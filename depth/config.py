@@ -76,6 +76,11 @@ class ModelConfig:
     pose_encoder: str = "resnet18"  # the pose net's encoder (timm name), fed two stacked frames
     # [H, W] at which the pose net sees the frames (resized inside it); [] = the data size
     pose_size: list[int] = field(default_factory=list)
+    # pose net: monodepth2 (frames resized to pose_size bilinearly with antialiasing, like the data's
+    # INTER_AREA) | featdepth (the DaB-Net authors' pose net: the same ResNet encoder on 6 channels and
+    # 1x1 / 3x3 pose decoder with x0.01 outputs, layer for layer; frames resized bilinearly without
+    # antialiasing, as their code's F.interpolate). docs/method.md §2b
+    pose_decoder: str = "monodepth2"
     # ImageNet weights for both encoders from model.weights_path or the torch / Hugging Face hub caches
     # (depth/io/imagenet.py); true and not found = the run stops before any work. false = train from scratch.
     pretrained: bool = True
@@ -399,6 +404,8 @@ def validate(cfg: Config) -> None:
            f"[H, W] with H, W >= 32, or [] (the data size), got {m.pose_size}")
     _check(0 <= m.dca_dropout < 1, "model.dca_dropout", f"must be in [0, 1), got {m.dca_dropout}")
     _check(m.decoder in ("monodepth2", "diffnet"), "model.decoder", f"monodepth2 | diffnet, got {m.decoder!r}")
+    _check(m.pose_decoder in ("monodepth2", "featdepth"), "model.pose_decoder",
+           f"monodepth2 | featdepth, got {m.pose_decoder!r}")
     _check(m.input_norm in ("auto", "imagenet", "none"), "model.input_norm",
            f"auto | imagenet | none, got {m.input_norm!r}")
     _check(len(m.scales) > 0 and all(0 <= s <= 3 for s in m.scales), "model.scales", f"subset of 0..3, got {m.scales}")

@@ -146,7 +146,8 @@ def build_networks(cfg: Config, pretrained: bool = False) -> Networks:
             torch.manual_seed(init_seed(cfg.train.seed, "pose_net"))
             pose_net = PoseNet(m.pose_encoder, weights.get("pose_encoder"), rotation_scale=m.pose_rotation_scale,
                                translation_scale=m.pose_translation_scale,
-                               input_size=tuple(m.pose_size) if m.pose_size else None)
+                               input_size=tuple(m.pose_size) if m.pose_size else None,
+                               antialias=m.pose_decoder != "featdepth")
     if m.init_depth > 0:
         depth_net.decoder.init_disparity(depth_to_sigmoid(m.init_depth, m.min_depth, m.max_depth))
     return Networks(depth_net, pose_net)

@@ -2,13 +2,15 @@
 of the DaB-Net authors' code (tests/dabnet_reference.py), fed their checkpoint layout."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
 
-from depth.config import Config, load_config
+from depth.config import Config, ConfigError, load_config
 from depth.export import main as export_main
 from depth.geometry import disp_to_depth
 from depth.io.dabnet import DabnetFormatError, dabnet_file
@@ -168,3 +170,25 @@ def test_input_norm_default_per_pair():
     cfg.data.stereo = True
     nets = build_networks(cfg)
     assert cfg.model.input_norm == "none" and nets.depth_net.input_norm == "none"
+
+
+def test_featdepth_pose_net_resizes_as_the_authors_do():
+    """model.pose_decoder=featdepth: frames reach the pose encoder through plain bilinear resizing
+    (the authors' F.interpolate); monodepth2 keeps the antialiased (area-like) shrink."""
+    a, b = torch.rand(1, 3, 320, 1024), torch.rand(1, 3, 320, 1024)
+    cfg = Config()
+    cfg.model.pretrained, cfg.model.pose_size = False, [192, 640]
+    cfg.model.pose_decoder = "featdepth"
+    authors = build_networks(cfg).pose_net.pair_input(a, b)
+    plain = F.interpolate(torch.cat([a, b], 1), size=(192, 640), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(authors, plain, rtol=0, atol=0)
+    cfg.model.pose_decoder = "monodepth2"
+    ours = build_networks(cfg).pose_net.pair_input(a, b)
+    smooth = F.interpolate(torch.cat([a, b], 1), size=(192, 640), mode="bilinear", align_corners=False,
+                           antialias=True)
+    torch.testing.assert_close(ours, smooth, rtol=0, atol=0)
+    assert (ours - authors).abs().max() > 0.05
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    assert load_config(configs / "dabnet_kitti_1024x320.yaml").model.pose_decoder == "featdepth"
+    with pytest.raises(ConfigError, match="model.pose_decoder"):
+        load_config(configs / "synthetic.yaml", ["model.pose_decoder=posecnn"])

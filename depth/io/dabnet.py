@@ -120,6 +120,7 @@ def dabnet_config(width: int, dca: bool, has_pose: bool, height: int = RELEASED_
     m.decoder, m.dca, m.input_norm, m.pretrained = "diffnet", bool(dca), "none", False
     m.scales = [0]
     m.pose_size = list(POSE_SIZE)
+    m.pose_decoder = "featdepth"
     m.min_depth, m.max_depth = 0.1, 100.0
     m.pose_rotation_scale = m.pose_translation_scale = 0.01
     cfg.loss.recipe = "dabnet"

@@ -50,14 +50,16 @@ class PoseNet(nn.Module):
     have their input convolution repeated and halved). ``input_size`` ``(h, w)``: the size at which
     the net sees the frames; frames of another size are resized inside ``forward`` (bilinear,
     ``align_corners=False``, ``antialias=True`` -- an area-like filter when shrinking, as the data's
-    ``INTER_AREA`` resize). None: the frames' own size. Every caller (training, ``evaluate.py pose``)
+    ``INTER_AREA`` resize; ``antialias=False``: plain bilinear, as the DaB-Net authors' pose net
+    resizes, ``model.pose_decoder=featdepth``). None: the frames' own size. Every caller (training, ``evaluate.py pose``)
     therefore feeds the pose net at the same size.
     """
 
     def __init__(self, encoder: str = "resnet18", weights: Path | str | None = None,
                  rotation_scale: float = 0.01, translation_scale: float = 0.01,
-                 input_size: tuple[int, int] | None = None):
+                 input_size: tuple[int, int] | None = None, antialias: bool = True):
         super().__init__()
+        self.antialias = bool(antialias)
         self.encoder, self.layout = create_encoder(encoder, 6, weights, key="model.pose_encoder")
         self.decoder = PoseDecoder(self.layout.channels[-1], rotation_scale, translation_scale)
         if input_size is not None and (len(input_size) != 2 or min(input_size) < 1):
@@ -70,7 +72,8 @@ class PoseNet(nn.Module):
         check_shape(frame_b, "B 3 H W", "frame_b", B=frame_a.shape[0], H=frame_a.shape[2], W=frame_a.shape[3])
         x = torch.cat([frame_a, frame_b], 1)
         if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
-            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
+            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False,
+                              antialias=self.antialias)
         return x
 
     def forward(self, frame_a: Tensor, frame_b: Tensor) -> tuple[Tensor, Tensor]:
