@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -68,8 +69,22 @@ def init_distributed(device: str) -> tuple[int, int, int]:
     if use_cuda:
         torch.cuda.set_device(local)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        rank = int(os.environ.get("RANK", "0"))
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", store=_attempt_store(rank, world),
+                                rank=rank, world_size=world)
     return dist.get_rank(), dist.get_world_size(), local
+
+
+def _attempt_store(rank: int, world: int) -> dist.Store:
+    """The rendezvous store of this launch attempt: torchrun's (or rank 0's) TCPStore at
+    ``MASTER_ADDR:MASTER_PORT`` under a prefix holding ``TORCHELASTIC_RESTART_COUNT``. Without the
+    prefix, workers restarted by ``torchrun --max-restarts`` read the previous attempt's addresses
+    from the agent's store and wait forever to connect to a dead worker."""
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # torchrun's agent hosts the store
+    store = dist.TCPStore(os.environ.get("MASTER_ADDR", "127.0.0.1"), int(os.environ.get("MASTER_PORT", "29500")),
+                          world, is_master=not agent and rank == 0, timeout=timedelta(minutes=30),
+                          multi_tenant=not agent)
+    return dist.PrefixStore(f"dabdepth/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def _barrier(world: int) -> None:
