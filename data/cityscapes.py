@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from data.frames import decode_file, read_image
+from data.splits import split_lines
 
 __all__ = ["CITYSCAPES_TEST_FILES", "CITYSCAPES_TEST_COUNT", "CityscapesEntry", "read_cityscapes_split",
            "image_path", "disparity_path", "camera_path", "read_disparity_png", "read_camera",
@@ -54,14 +55,8 @@ class CityscapesEntry:
 def read_cityscapes_split(path: str | Path = CITYSCAPES_TEST_FILES) -> list[CityscapesEntry]:
     """``<city> <frame>`` lines; a malformed line is reported with its file and line number."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Cityscapes split file not found: {path}")
     out = []
-    for lineno, raw in enumerate(path.read_text().splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split()
+    for lineno, raw, parts in split_lines(path, "Cityscapes split file"):
         if len(parts) != 2 or not parts[1].startswith(parts[0] + "_"):
             raise ValueError(f"{path}:{lineno}: expected '<city> <city>_<seq>_<frame>', got {raw!r}")
         out.append(CityscapesEntry(parts[0], parts[1]))

@@ -138,11 +138,6 @@ def validation_list(split: str, which: str = "val") -> Path | None:
         return None
 
 
-def _validation_split(split: str) -> Path | None:
-    """Kept for callers of the old name: :func:`validation_list` with ``which="test"``."""
-    return validation_list(split, "test")
-
-
 @dataclass
 class RunData:
     """What a training run reads: the training samples; validation frames with GT

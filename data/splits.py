@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,17 +41,23 @@ def builtin_splits() -> list[str]:
     return sorted(p.name for p in BUILTIN_SPLITS_DIR.iterdir() if p.is_dir())
 
 
+def split_lines(path: str | Path, what: str = "split file") -> Iterator[tuple[int, str, list[str]]]:
+    """``(line number, raw line, whitespace-separated fields)`` of every line of a split list that is
+    neither blank nor a ``#`` comment; a missing file raises FileNotFoundError naming ``what``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    for lineno, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            yield lineno, raw, line.split()
+
+
 def read_split_file(path: str | Path) -> list[SplitEntry]:
     """Parse a split file; every malformed line is reported with its file and line number."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"split file not found: {path}")
     entries = []
-    for lineno, raw in enumerate(path.read_text().splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split()
+    for lineno, raw, parts in split_lines(path):
         if len(parts) not in (2, 3):
             raise ValueError(f"{path}:{lineno}: expected '<folder> <frame> [l|r]', got {raw!r}")
         side = parts[2] if len(parts) == 3 else "l"

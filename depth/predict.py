@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
     sequences = [(seq, list(group)) for seq, group in groupby(jobs, key=lambda j: j.sequence)]
-    movies = [(seq, group) for seq, group in sequences if len(group) > 1 or group[0].kind == "video"]
+    movies = {seq for seq, group in sequences if len(group) > 1 or group[0].kind == "video"}  # --video-out
     if args.video_out and len(movies) != 1:
         print(f"error: --video-out {args.video_out}: names one file but the inputs hold {len(movies)} "
               "videos/folders; give --video-out alone for DIR/<name>.mp4 each", file=sys.stderr)
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             vrange = disparity_range(d for d, _ in cache.values()) if cache else None
             bars = {}
             sink = None
-            if args.video_out is not None and any(seq == m for m, _ in movies):
+            if args.video_out is not None and seq in movies:
                 fps = 10.0
                 if group[0].kind == "video":
                     cap = cv2.VideoCapture(str(group[0].path))
