@@ -124,6 +124,10 @@ def main(argv=None) -> int:
             print(f"train.resume=auto: resuming from {found.path} (step {ckpt.get('step', '?')}) in "
                   f"{cfg.output.dir}", flush=True)
         check_run_dir(cfg.output.dir, None if ckpt is None else int(ckpt.get("step", 0)), cfg.output.overwrite)
+    if ckpt is not None and (done := finished_message(cfg, ckpt)):
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(done, flush=True)
+        return 0
     if ckpt is None and cfg.model.init_from and not Path(cfg.model.init_from).exists():
         raise FileNotFoundError(f"model.init_from: no such file or folder {cfg.model.init_from}")
     check_model(cfg, resumed=ckpt is not None)
@@ -144,6 +148,23 @@ def main(argv=None) -> int:
         if world > 1:
             if dist.is_initialized():
                 dist.destroy_process_group()
+
+
+def finished_message(cfg: Config, ckpt: dict) -> str | None:
+    """What to say, instead of training, when the checkpoint to continue from has already reached
+    the run's budget (``train.max_steps``, or ``train.epochs`` when max_steps is 0); None otherwise."""
+    step, epoch = int(ckpt.get("step", 0)), int(ckpt.get("epoch", 0))
+    t, run = cfg.train, cfg.output.dir
+    if t.max_steps > 0 and step >= t.max_steps:
+        key, value = "train.max_steps", f"{t.max_steps} (checkpoint at step {step})"
+        raise_to = f"train.max_steps={max(step, t.max_steps) * 2}"
+    elif t.max_steps <= 0 and epoch >= t.epochs and int(ckpt.get("batch_in_epoch", 0)) == 0:
+        key, value = "train.epochs", f"{t.epochs} (checkpoint at epoch {epoch}, step {step})"
+        raise_to = f"train.epochs={max(epoch, t.epochs) + 10}"
+    else:
+        return None
+    return (f"the run in {run} is already finished: {key}={value}; nothing trained, nothing written. "
+            f"To train further, raise the budget: python train.py --resume {run} {raise_to}")
 
 
 def check_model(cfg: Config, resumed: bool) -> None:

@@ -272,7 +272,9 @@ def _merge(cfg, layer: Any, source: str):
     except (ConfigKeyError, ConfigAttributeError) as e:
         raise unknown_key_error(getattr(e, "full_key", None) or str(e), source) from None
     except ValidationError as e:
-        raise ConfigError(f"{source}: bad value for {getattr(e, 'full_key', '?')!r}: {e.msg}") from None
+        # OmegaConf appends full_key / reference_type / object_type lines: keep the first one
+        msg = str(getattr(e, "msg", e)).strip().splitlines()[0]
+        raise ConfigError(f"{source}: bad value for {getattr(e, 'full_key', '?')!r}: {msg}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,

@@ -163,9 +163,20 @@ def test_unknown_section_raises(tmp_path):
         load_config(p)
 
 
-def test_wrong_type_raises():
-    with pytest.raises(ConfigError, match="train.batch_size"):
-        load_config(overrides=["train.batch_size=abc"])
+def test_wrong_type_is_one_line_naming_the_key_and_the_value():
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=["train.batch_size=two"])
+    msg = str(e.value)
+    assert "\n" not in msg  # not OmegaConf's full_key / reference_type / object_type lines
+    assert msg.startswith("command line: bad value for 'train.batch_size'") and "'two'" in msg and "Integer" in msg
+
+
+def test_wrong_type_in_a_preset_names_the_file(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text("train:\n  max_steps: many\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "\n" not in str(e.value) and str(e.value).startswith(f"{p}: bad value for 'train.max_steps'")
 
 
 def test_override_without_equals_raises():
@@ -217,20 +228,27 @@ def test_missing_or_invalid_yaml(tmp_path):
         load_config(missing_base)
 
 
-def test_smallest_valid_size_is_usable_by_the_depth_net():
-    """A size that passes validation must be one the depth network can run at.
-
-    The decoder's 3x3 reflection padding needs the 1/32 feature to be at least 2 px, i.e. H, W >= 33.
-    """
-    try:
-        cfg = load_config(overrides=["data.height=32", "data.width=64"])
-    except ConfigError as e:
-        assert "data.height" in str(e)
-        return
-    net = DepthNet(cfg.model.encoder, scales=tuple(cfg.model.scales)).eval()
+@pytest.mark.parametrize("decoder", ["monodepth2", "monodepth2+dca", "diffnet+dca"])
+def test_smallest_valid_size_is_usable_by_the_depth_net(decoder):
+    """The smallest size validation accepts (64x64: multiples of 32, the 1/32 feature 2 px, as the
+    decoder's 3x3 reflection padding needs) runs through the depth network, with every decoder, and
+    gives a full-size disparity; the next smaller multiple of 32 is refused by name."""
+    for key in ("data.height", "data.width"):
+        with pytest.raises(ConfigError, match=key):
+            load_config(overrides=[f"{key}=32"])
+    name, _, dca = decoder.partition("+")
+    overrides = ["data.height=64", "data.width=64", f"model.decoder={name}", f"model.dca={bool(dca)}",
+                 "model.pretrained=false"]
+    if name == "diffnet":
+        overrides.append("model.encoder=hrnet_w18")
+    cfg = load_config(overrides=overrides)
+    from depth.model import build_networks  # the networks train.py builds for this config
+    torch.manual_seed(0)
+    net = build_networks(cfg).depth_net.eval()
     with torch.no_grad():
         out = net(torch.rand(1, 3, cfg.data.height, cfg.data.width))
-    assert out.shape == (1, 1, cfg.data.height, cfg.data.width)
+    disp = out[0] if isinstance(out, (list, tuple)) else out
+    assert disp.shape == (1, 1, 64, 64) and torch.isfinite(disp).all()
 
 
 def test_lr_schedule_epochs_or_steps():

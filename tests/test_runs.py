@@ -4,6 +4,7 @@ nothing changed) unless ``output.overwrite=true``, and the checkpoint resumed fr
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -75,6 +76,33 @@ def test_resume_a_copy_continues_in_the_copy_and_leaves_the_original_identical(f
     assert load_checkpoint(copy)["step"] == 3 and _step_files(copy) == ["step_00000002.pt", "step_00000003.pt"]
     saved = yaml.safe_load((copy / "config.yaml").read_text())
     assert saved["output"]["dir"] == str(copy) and load_checkpoint(copy)["config"]["output"]["dir"] == str(copy)
+    # metrics.json's seconds: both sittings (the one that wrote step 2 and this one), not the last only
+    before_resume = float(load_checkpoint(copy / "checkpoints" / "step_00000002.pt")["train_seconds"])
+    metrics = json.loads((copy / "metrics.json").read_text())
+    assert before_resume > 0 and metrics["seconds_this_sitting"] > 0
+    assert metrics["seconds"] == pytest.approx(before_resume + metrics["seconds_this_sitting"], abs=0.5)
+    assert metrics["seconds"] > metrics["seconds_this_sitting"] + 0.5 * before_resume
+
+
+def test_resume_of_a_finished_run_trains_nothing_and_says_how_to_continue(finished_run):
+    before = _snapshot(finished_run)
+    r = _train_py("--resume", str(finished_run))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"the run in {finished_run} is already finished: train.max_steps=2" in r.stdout
+    assert f"python train.py --resume {finished_run} train.max_steps=4" in r.stdout
+    assert "training " not in r.stdout and "abs_rel" not in r.stdout  # no training, no re-validation
+    assert _snapshot(finished_run) == before
+
+
+def test_resume_of_a_folder_without_checkpoints_names_it_and_the_fresh_run(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = _train_py("--resume", str(empty))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: no checkpoint in {empty} ")
+    assert f"python train.py --config PRESET output.dir={empty}" in lines[0]
+    assert list(empty.iterdir()) == []
 
 
 def test_second_run_into_a_finished_folder_exits_2_and_changes_nothing(finished_run, tiny_synthetic):
@@ -181,3 +209,26 @@ def test_trainer_fit_refuses_a_folder_with_checkpoints(tiny_synthetic, tmp_path,
     trainer.cfg.train.max_steps = 8
     assert trainer.fit()["steps"] == 8
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=False)["step"] == 8
+
+
+def test_progress_bar_loss_is_at_most_a_few_steps_old(tiny_synthetic, tmp_path, monkeypatch):
+    """With log_every far above the run's length the bar still shows a recent loss: the steps at
+    which it was set are never more than PROGRESS_LOSS_EVERY apart (and include the last ones)."""
+    import depth.train.trainer as trainer_module
+
+    shown: list[int] = []
+
+    class RecordingBar(trainer_module.tqdm):
+        def set_postfix(self, *args, **kwargs):
+            shown.append(self.n)
+            return super().set_postfix(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "tqdm", RecordingBar)
+    cfg = load_config(ROOT / "configs" / "synthetic.yaml",
+                      _overrides(tiny_synthetic, tmp_path / "r", "train.max_steps=7", "train.log_every=250",
+                                 "train.progress=true", "train.checkpoint_every=0"))
+    train_set, _, _ = build_training_data(cfg.data, cfg.augment)
+    Trainer(cfg, train_set).fit()
+    every = trainer_module.PROGRESS_LOSS_EVERY
+    assert shown and shown[0] == 1 and 7 - shown[-1] < every
+    assert max(b - a for a, b in zip(shown, shown[1:])) <= every

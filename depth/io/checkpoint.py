@@ -254,7 +254,9 @@ def find_checkpoint(path: str | Path, map_location="cpu") -> LoadedCheckpoint:
     last = folder / "last.pt"
     steps = step_files(folder)
     if not last.is_file() and not steps:
-        raise FileNotFoundError(f"checkpoint not found: {last}")
+        raise FileNotFoundError(f"no checkpoint in {folder} (looked for last.pt and step_*.pt): nothing to "
+                                f"resume there; a fresh run into it is `python train.py --config PRESET "
+                                f"output.dir={path}`")
     errors: list[str] = []
     found: LoadedCheckpoint | None = None
     last_step = -1

@@ -84,6 +84,7 @@ def seed_everything(seed: int) -> None:
 
 
 RANDOM_STREAMS = ("global", "zoom", "automask")
+PROGRESS_LOSS_EVERY = 5  # steps between updates of the progress bar's loss (each is one host sync)
 
 
 def stream_seed(seed: int, step: int, rank: int, stream: str) -> int:
@@ -255,6 +256,8 @@ class Trainer:
         self._loader: DataLoader | None = None
         self._saved_step = -1
         self._resumed_at: int | None = None  # the step load_state restored (None: a new run)
+        self._seconds_before = 0.0  # training seconds of the earlier sittings of a resumed run
+        self._sitting_start: float | None = None  # time.time() when this sitting's fit() began
         self._claimed_out_dir = False
         # SIGTERM / SIGUSR1 / SIGINT (train.py installs the handlers): stop after the current step
         self.stop_request = StopRequest()
@@ -488,7 +491,13 @@ class Trainer:
             "bad_samples": self.bad_samples_total,
             "rng": rng_states(),
             "metrics": self.last_metrics,
+            "train_seconds": self.train_seconds(),
         }
+
+    def train_seconds(self) -> float:
+        """Seconds spent in :meth:`fit` over every sitting of this run (resumes add up)."""
+        sitting = time.time() - self._sitting_start if self._sitting_start is not None else 0.0
+        return self._seconds_before + sitting
 
     def save(self) -> Path | None:
         if not self.is_main:
@@ -517,6 +526,7 @@ class Trainer:
         self.bad_samples_total = int(ckpt.get("bad_samples", 0))
         set_rng_states(ckpt.get("rng") or {})
         self.last_metrics = ckpt.get("metrics", {})
+        self._seconds_before = float(ckpt.get("train_seconds", 0.0))
         self._resumed_at = self.step_count
 
     def resume(self, path: str | Path) -> None:
@@ -597,9 +607,11 @@ class Trainer:
             atomic_write_text(self.out_dir / "versions.json", json.dumps(library_versions(), indent=2))
             self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
         total = self.total_steps()
+        # the bar's loss is at most PROGRESS_LOSS_EVERY steps old (one host sync each time)
+        bar_every = min(cfg.train.log_every, PROGRESS_LOSS_EVERY) if self.is_main and cfg.train.progress else 0
         bar = tqdm(total=total, initial=self.step_count, disable=not (self.is_main and cfg.train.progress),
                    dynamic_ncols=True, desc="train", file=sys.stdout)
-        t0 = time.time()
+        t0 = self._sitting_start = time.time()
         if self._loader is None:
             self._loader = self._make_loader()
         loader = self._loader
@@ -616,7 +628,8 @@ class Trainer:
                 if terms is not None and self.is_main:
                     if self.step_count % cfg.train.log_every == 0 or self.step_count == 1:
                         self._log(terms, self.optimizer.param_groups[0]["lr"])
-                        bar.set_postfix(loss=f"{terms.total.item():.4f}")
+                    if bar_every and (self.step_count % bar_every == 0 or self.step_count == 1):
+                        bar.set_postfix(loss=f"{terms.total.item():.4f}", refresh=False)
                     if cfg.train.image_every and self.step_count % cfg.train.image_every == 0:
                         self._log_images()
                 if cfg.train.val_every and self.step_count % cfg.train.val_every == 0:
@@ -645,7 +658,9 @@ class Trainer:
         if self.writer is not None:
             self.writer.flush()
             self.writer.close()
-        result = {"steps": self.step_count, "epochs": self.epoch, "seconds": time.time() - t0,
+        # seconds: training time over every sitting; seconds_this_sitting: since this fit() began
+        result = {"steps": self.step_count, "epochs": self.epoch, "seconds": self.train_seconds(),
+                  "seconds_this_sitting": time.time() - t0,
                   "skipped_steps": self.skipped_steps, "bad_samples": self.bad_samples_total, **metrics}
         if self.is_main:
             atomic_write_text(self.out_dir / "metrics.json", json.dumps(result, indent=2))
