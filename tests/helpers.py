@@ -30,3 +30,10 @@ def write_checkpoint(path: Path, cfg: Config, seed: int = 0) -> Networks:
     torch.save({"depth_net": nets.depth_net.state_dict(), "pose_net": nets.pose_net.state_dict(),
                 "config": to_dict(cfg), "step": 0, "epoch": 0}, path)
     return nets
+
+
+def use_sgd(trainer) -> None:
+    """Replace ``trainer``'s optimiser by SGD without momentum over the same parameters (the lr
+    schedule sets ``param_groups[...]["lr"]`` every step, so it applies unchanged): an update
+    proportional to the gradient, unlike Adam's, which a constant gradient scale leaves unchanged."""
+    trainer.optimizer = torch.optim.SGD(trainer.params, lr=trainer.cfg.optim.lr)

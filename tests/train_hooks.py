@@ -8,6 +8,9 @@ Environment:
   step's collective and wait there for rank 0).
 * ``HOOK_SIGNAL_IN_SAVE=NAME``: every checkpoint write after a stop request first sends this
   process signal NAME (a second signal arriving during the save).
+* ``HOOK_OPTIMIZER=sgd``: the trainer's Adam replaced by plain SGD at the same lr schedule (see
+  :func:`use_sgd`): an update proportional to the gradient, so a gradient summed over the ranks
+  instead of averaged shows in the weights (Adam's update is invariant to a constant gradient scale).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import depth.train.trainer as trainer_module  # noqa: E402
+from tests.helpers import use_sgd  # noqa: E402
 
 pause_at = int(os.environ.get("HOOK_PAUSE_AT", "0"))
 flag = os.environ.get("HOOK_FLAG", "")
@@ -54,6 +58,8 @@ real_init = trainer_module.Trainer.__init__
 
 def init(self, *args, **kwargs):
     real_init(self, *args, **kwargs)
+    if os.environ.get("HOOK_OPTIMIZER") == "sgd":
+        use_sgd(self)
     trainer_module._hooked_trainer = self
 
 
