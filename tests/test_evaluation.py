@@ -78,6 +78,28 @@ def test_zoom_post_process_averages_inside_windows():
     assert d[0, (t + b) // 2, (l + r) // 2] > full[0, (t + b) // 2, (l + r) // 2] - 1e-6
 
 
+def test_zoom_post_process_hand_values_per_window():
+    """A network whose constant output is the bright fraction of what it sees, on an image bright
+    exactly in its 2x centre window: the full view sees 1/4 bright, the 2x crop all bright, the 4/3
+    crop (1/2 / 3/4)^2 = 4/9. Zoom post-processing must give, per network pixel, the mean of the
+    predictions whose window covers it: all three in the 2x window, full + 4/3 in the ring between
+    the windows, the full prediction outside -- hand values, so a no-op or a wrong window fails."""
+    img = np.zeros((60, 200, 3), np.uint8)
+    img[15:45, 50:150] = 255  # the 2x centre window of a 60x200 image
+    mean_input = lambda x: x.mean((1, 2, 3), keepdim=True).expand(x.shape[0], 1, *x.shape[2:])  # noqa: E731
+    lo, hi = 1 / 100, 1 / 0.1
+    disp = lambda s: lo + (hi - lo) * s  # noqa: E731  (scaled disparity of a sigmoid output s)
+    d = zoom_post_process(mean_input, [img], (100, 30), min_depth=0.1, max_depth=100)[0]
+    assert d.shape == (30, 100)
+    full, two, four_thirds = disp(0.25), disp(1.0), disp(4 / 9)
+    t2, b2, l2, r2 = centre_window(30, 100, 2)
+    t3, b3, l3, r3 = centre_window(30, 100, 4 / 3)
+    assert l3 < l2 and t3 < t2  # the 4/3 window contains the 2x one
+    assert d[0, 0] == pytest.approx(full, rel=1e-3)  # outside both windows
+    assert d[(t2 + b2) // 2, l3] == pytest.approx((full + four_thirds) / 2, rel=2e-2)  # in the ring
+    assert d[(t2 + b2) // 2, (l2 + r2) // 2] == pytest.approx((full + two + four_thirds) / 3, rel=2e-2)
+
+
 def test_flip_post_process_in_predict():
     imgs = [np.random.default_rng(1).integers(0, 255, (30, 100, 3), dtype=np.uint8) for _ in range(3)]
     plain = predict_disparities(_brightness_predict, imgs, (100, 30))
@@ -85,6 +107,35 @@ def test_flip_post_process_in_predict():
     assert flip.shape == plain.shape == (3, 30, 100)
     # a brightness "network" is flip-equivariant: post-processing changes nothing
     np.testing.assert_allclose(flip, plain, rtol=1e-5)
+
+
+def _leaning_predict(x):
+    """Not flip-equivariant: half the brightness plus a left-to-right ramp (0 at the left edge)."""
+    ramp = torch.linspace(0, 1, x.shape[-1]).view(1, 1, 1, -1)
+    return 0.5 * x.mean(1, keepdim=True) + 0.5 * ramp
+
+
+def test_flip_post_process_with_a_network_that_is_not_flip_symmetric():
+    """Monodepth2's flip post-processing, by hand in numpy: l = prediction, r = prediction of the
+    mirrored image mirrored back, out = r_mask * l + l_mask * r + (1 - l_mask - r_mask) * (l + r) / 2
+    with l_mask = 1 - clip(20 (x - 0.05), 0, 1) over x = linspace(0, 1, w), r_mask = l_mask mirrored.
+    A network that leans one way makes l and r differ, so a no-op, a missing mirror-back or
+    swapped masks each fail."""
+    imgs = [np.random.default_rng(4).integers(0, 255, (30, 100, 3), dtype=np.uint8) for _ in range(2)]
+    got = predict_disparities(_leaning_predict, imgs, (100, 30), post_process="flip", min_depth=0.1,
+                              max_depth=100)
+    lo, hi = 1 / 100, 1 / 0.1
+    x = np.linspace(0, 1, 100)
+    l_mask = 1.0 - np.clip(20 * (x - 0.05), 0, 1)
+    r_mask = l_mask[::-1]
+    for img, out in zip(imgs, got):
+        bright = img.astype(np.float64).mean(2) / 255.0
+        l_sig = 0.5 * bright + 0.5 * x  # on the image
+        r_sig = (0.5 * bright[:, ::-1] + 0.5 * x)[:, ::-1]  # on the mirrored image, mirrored back
+        l, r = lo + (hi - lo) * l_sig, lo + (hi - lo) * r_sig
+        expected = r_mask * l + l_mask * r + (1 - l_mask - r_mask) * 0.5 * (l + r)
+        np.testing.assert_allclose(out, expected, rtol=1e-5)
+        assert np.abs(l - r).mean() > 0.2 * np.abs(l).mean()  # the case is not symmetric
 
 
 @pytest.mark.parametrize("mode", ["zoom", "crop"])

@@ -231,6 +231,24 @@ def test_baseline_smoothness_hand_value():
     assert out.smoothness.item() == pytest.approx(1e-3 * step / mean, rel=1e-4)
 
 
+def test_baseline_smoothness_over_scales_hand_value():
+    """Four scales: smoothness = mean over s of 1e-3 / 2^s * (step_s / mean_s), each scale's ramp on the
+    image at that scale (flat here, so no edge weighting). Pins Monodepth2's ``/ 2**s`` weights and
+    the average over scales: without the ``2**s`` it is 2.0x this value, without the average 4x."""
+    h, w = 16, 48
+    target = torch.full((1, 3, h, w), 0.5, dtype=torch.float64)
+    disps, expected = [], 0.0
+    for s in range(4):
+        ws = w // 2 ** s
+        disps.append(torch.linspace(0.2, 0.7, ws, dtype=torch.float64).view(1, 1, 1, ws)
+                     .expand(1, 1, h // 2 ** s, ws).clone())
+        expected += 1e-3 / 2 ** s * (0.5 / (ws - 1)) / 0.45 / 4
+    K = torch.tensor([[[30.0, 0, 24], [0, 30.0, 8], [0, 0, 1]]], dtype=torch.float64)
+    out = self_supervised_loss(disps, target, [target.clone()], K, [torch.eye(4, dtype=torch.float64)[None]],
+                               recipe="baseline", smoothness_weight=1e-3)
+    assert out.smoothness.item() == pytest.approx(expected, rel=1e-5)  # (mean + 1e-7 in the normalisation)
+
+
 def test_dabnet_uses_only_first_disparity():
     target, sources, K, poses = _synthetic_pair()
     disps = _disparities(5.0)
