@@ -177,3 +177,12 @@ def test_markdown_metrics_table_rows_and_values():
     assert len(lines) == 4 and lines[0].split("|")[2].strip() == "abs_rel"
     assert [c.strip() for c in lines[2].split("|")[1:-1]] == ["model"] + [f"{i + 0.5:.4f}" for i in range(7)]
     assert len({len(line) for line in lines}) == 1  # columns aligned
+
+
+def test_garg_crop_constants_are_monodepth2s():
+    """Monodepth2's evaluate_depth.py: crop = [0.40810811, 0.99189189, 0.03594771, 0.96405229] x
+    (H, H, W, W) cast to int32; at KITTI's 375x1242 that is rows 153:371, columns 44:1197 (pinned
+    here, since the reference above reuses the project's box)."""
+    assert garg_crop_box(375, 1242) == (153, 371, 44, 1197)
+    assert garg_crop_box(370, 1226) == (151, 366, 44, 1181)
+    assert garg_crop_box(64, 192) == (26, 63, 6, 185)

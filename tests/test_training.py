@@ -5,12 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from data.datasets import build_training_data
 from data.samples import collate
 from depth.config import load_config
+from depth.eval.metrics import compute_depth_metrics
 from depth.train.trainer import Trainer, ValidationData
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,8 +52,10 @@ def test_short_training_lowers_loss(tiny_synthetic, tmp_path, extra):
     after = _loss_on(trainer, batch)
     assert after < 0.9 * before, (before, after)
     assert result["steps"] == 30
-    # validation ran on the split's val frames (never its test drive) with the Eigen metrics
-    assert result["n_images"] == len(val_gt) > 0 and 0 < result["abs_rel"] < 1
+    # validation ran on the split's val frames (never its test drive) with the Eigen metrics; 30 steps
+    # on 14 samples do not yet beat the constant prediction there (0.469 vs 0.467, measured): that is
+    # test_default_recipe_beats_the_constant_prediction's (slow) job
+    assert result["n_images"] == len(val_gt) > 0 and np.isfinite(result["abs_rel"])
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)
     assert ckpt["step"] == 30 and set(ckpt["depth_net"]) == set(trainer.depth_net.state_dict())
     assert ckpt["config"]["model"]["dca"] == ("model.dca=true" in extra)
@@ -96,3 +100,26 @@ def test_cli_trains_and_resumes(tiny_synthetic, tmp_path):
     r = _run_train("--resume", str(tmp_path / "run"), "train.max_steps=4")
     assert r.returncode == 0, r.stderr[-2000:]
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["step"] == 4
+
+
+@pytest.mark.slow
+def test_default_recipe_beats_the_constant_prediction(tmp_path_factory):
+    """The README's main job, shortened: the synthetic preset on the full default street for
+    STEPS_TO_LEARN steps must beat, on the held-out drive, the constant prediction under the same
+    protocol (median scaling makes a constant the mean-depth prior) -- a trainer whose warp, pose
+    convention or loss is broken stays at the prior."""
+    from data.synthetic import generate
+
+    root = generate(tmp_path_factory.mktemp("street"), seed=0)
+    cfg = load_config(ROOT / "configs" / "synthetic.yaml", [
+        f"data.root={root}", f"data.split={root / 'splits'}", "data.synthetic.generate=false",
+        f"train.max_steps={STEPS_TO_LEARN}", "train.progress=false", "train.image_every=0", "train.val_every=0",
+        "train.checkpoint_every=0", f"output.dir={tmp_path_factory.mktemp('run')}"])
+    train_set, val_images, val_gt = build_training_data(cfg.data, cfg.augment, cfg.train.seed)
+    result = Trainer(cfg, train_set, ValidationData(val_images, val_gt)).fit()
+    constant = compute_depth_metrics(np.ones((len(val_gt), cfg.data.height, cfg.data.width), np.float32), val_gt)
+    print(f"abs rel after {STEPS_TO_LEARN} steps {result['abs_rel']:.4f}, constant {constant['abs_rel']:.4f}")
+    assert result["abs_rel"] < 0.85 * constant["abs_rel"], (result["abs_rel"], constant["abs_rel"])
+
+
+STEPS_TO_LEARN = 300
