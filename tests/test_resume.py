@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from depth.io.checkpoint import load_checkpoint, save_checkpoint
+from tests.helpers import SMALL_NETS
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4  # 2 steps per epoch on the tiny split (5 samples, batch 2)
@@ -25,7 +26,7 @@ def _args(root: Path, out: Path) -> list[str]:
             f"train.max_steps={STEPS}", "train.num_workers=1", "train.progress=false", "train.log_every=1",
             "train.image_every=0", "train.val_every=0", "train.checkpoint_every=1",
             "train.keep_checkpoints=1",
-            "train.deterministic=true", "train.device=cpu", "augment.zoom_prob=0.5", f"output.dir={out}"]
+            "train.deterministic=true", "train.device=cpu", "augment.zoom_prob=0.5", f"output.dir={out}", *SMALL_NETS]
 
 
 def _env():

@@ -26,6 +26,7 @@ from depth.train.run_dir import (
     run_dir_of,
 )
 from depth.train.trainer import Trainer
+from tests.helpers import SMALL_NETS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +35,7 @@ def _overrides(data: Path, out: Path, *extra: str) -> list[str]:
     return [f"data.root={data}", f"data.split={data / 'splits'}", "data.synthetic.generate=false",
             "data.height=64", "data.width=64", "data.val_gt=none", "train.batch_size=2", "train.num_workers=0",
             "train.progress=false", "train.image_every=0", "train.val_every=0", "train.checkpoint_every=1",
-            "train.keep_checkpoints=2", "train.device=cpu", f"output.dir={out}", *extra]
+            "train.keep_checkpoints=2", "train.device=cpu", f"output.dir={out}", *SMALL_NETS, *extra]
 
 
 def _train_py(*args: str) -> subprocess.CompletedProcess:
