@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -15,6 +16,25 @@ if str(ROOT) not in sys.path:  # the project's packages, before importing them
 from data.synthetic import generate  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+# folders of session-scoped fixtures (tmp_path_factory.mktemp names): kept for the whole run
+SESSION_FOLDERS = ("xdg_cache", "tiny_synthetic")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _drop_module_folders(tmp_path_factory):
+    """At the end of each test module, remove the folders its module- and function-scoped fixtures
+    made with ``tmp_path_factory.mktemp`` (checkpoints, model folders: ~100 MB each), so the suite's
+    temporary space is one module's, not the sum of all. Tests' own ``tmp_path`` folders (named after
+    the test) follow pytest's retention policy (pyproject.toml: kept only for failed tests)."""
+    base = tmp_path_factory.getbasetemp()
+    before = {p.name for p in base.iterdir()}
+    yield
+    for p in base.iterdir():
+        if (p.name not in before and p.is_dir() and not p.is_symlink() and not p.name.startswith("test_")
+                and not p.name.startswith(SESSION_FOLDERS)):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True, scope="session")
