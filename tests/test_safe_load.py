@@ -18,7 +18,7 @@ import torch
 from depth.config import load_config
 from depth.io.checkpoint import CheckpointRefused, load_checkpoint, plain_values, save_checkpoint
 from depth.train.trainer import rng_states, set_rng_states
-from tests.helpers import procedural_image, write_checkpoint
+from tests.helpers import SMALL_NETS, procedural_image, write_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["data.height=64", "data.width=64"]
@@ -49,7 +49,7 @@ def _train_overrides(root: Path, out: Path) -> list[str]:
             f"data.split={root / 'splits'}", "data.synthetic.generate=false", *SMALL, "data.val_gt=none",
             "train.batch_size=2", "train.max_steps=1", "train.num_workers=0", "train.progress=false",
             "train.image_every=0", "train.val_every=0", "train.checkpoint_every=0", "train.device=cpu",
-            f"output.dir={out}"]
+            f"output.dir={out}", *SMALL_NETS]
 
 
 def test_planted_pickle_is_refused_by_every_command(tiny_synthetic, tmp_path):
