@@ -51,24 +51,24 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.resolution import curve_cells, curve_header, score_resolution
+from common.atomic import atomic_write_text
+from common.registry import Registry
+from data.datasets import build_training_data
+from data.kitti import KittiImageSet
+from data.samples import collate
+from data.splits import read_split_file, split_file
+from data.synthetic import ensure_synthetic
+from data.velodyne import benchmark_png_path, read_benchmark_png
+from depth.config import Config, load_config
+from depth.eval.metrics import compute_depth_metrics
+from depth.eval.robustness import RESOLUTION_FACTORS, zoom_robustness
+from depth.inference import predict_disparities
+from depth.io.checkpoint import load_checkpoint
+from depth.model import load_model
+from depth.train.trainer import Trainer
 
-from bench.resolution import curve_cells, curve_header, score_resolution  # noqa: E402
-from common.atomic import atomic_write_text  # noqa: E402
-from data.datasets import build_training_data  # noqa: E402
-from data.kitti import KittiImageSet  # noqa: E402
-from data.samples import collate  # noqa: E402
-from data.splits import read_split_file, split_file  # noqa: E402
-from data.synthetic import ensure_synthetic  # noqa: E402
-from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
-from depth.config import Config, load_config  # noqa: E402
-from depth.eval.metrics import compute_depth_metrics  # noqa: E402
-from depth.eval.robustness import RESOLUTION_FACTORS, zoom_robustness  # noqa: E402
-from depth.inference import predict_disparities  # noqa: E402
-from depth.io.checkpoint import load_checkpoint  # noqa: E402
-from depth.model import load_model  # noqa: E402
-from depth.train.trainer import Trainer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 BASE = ROOT / "configs" / "synthetic.yaml"
 DABNET = ROOT / "configs" / "synthetic_dabnet.yaml"
@@ -80,25 +80,32 @@ SCHEDULE = ["optim.step_milestones=[700]", "optim.gamma=0.1"]
 SMOOTH_AT_192 = f"loss.smoothness_weight={1e-3 * 192 / 1024:.6g}"
 STEREO = ROOT / "configs" / "synthetic_stereo.yaml"
 B12 = ["train.batch_size=12", "train.max_steps=450", "optim.step_milestones=[350]"]
-VARIANTS: dict[str, tuple[Path, list[str]]] = {
-    "baseline": (BASE, []),
-    "baseline_ss": (BASE, ["model.scales=[0]"]),  # single-scale supervision: the reference of dca
-    "dca": (BASE, ["model.dca=true"]),
-    "zoom": (BASE, ["augment.zoom_prob=0.5"]),
-    "zoom_dca": (BASE, ["augment.zoom_prob=0.5", "model.dca=true"]),
-    "full": (DABNET, SCHEDULE),
-    # dose and mechanism
-    "zoom_min0.9": (BASE, ["augment.zoom_prob=0.5", "augment.zoom_min_scale=0.9"]),
-    "zoom_min0.75": (BASE, ["augment.zoom_prob=0.5", "augment.zoom_min_scale=0.75"]),
-    # batch 12 x 450 steps: the images of the 900 x 6 rows, the decay at the same fraction (700/900)
-    "baseline_b12": (BASE, [*B12]),
-    "full_b12": (DABNET, [*SCHEDULE, *B12]),
-    "full_smooth": (DABNET, [*SCHEDULE, SMOOTH_AT_192]),
-    # mono + stereo (metric depth from the stereo baseline; its own preset: 250 steps), scored by
-    # bench/cameras.py with no scaling at all
-    "stereo": (STEREO, []),
-    "zoom_stereo": (STEREO, ["augment.zoom_prob=0.5"]),
-}
+VARIANTS: Registry = Registry("--variants", "ablation variant")  # name -> (preset, overrides)
+
+
+def register_variant(name: str, preset: Path, overrides: list[str]) -> None:
+    """An ablation row: ``preset`` with ``overrides`` (``key=value``), run as ``--variants name``."""
+    VARIANTS.register(name)((preset, list(overrides)))
+
+
+register_variant("baseline", BASE, [])
+register_variant("baseline_ss", BASE, ["model.scales=[0]"])  # single-scale supervision: the reference of dca
+register_variant("dca", BASE, ["model.dca=true"])
+register_variant("zoom", BASE, ["augment.zoom_prob=0.5"])
+register_variant("zoom_dca", BASE, ["augment.zoom_prob=0.5", "model.dca=true"])
+register_variant("full", DABNET, SCHEDULE)
+# dose and mechanism
+register_variant("zoom_min0.9", BASE, ["augment.zoom_prob=0.5", "augment.zoom_min_scale=0.9"])
+register_variant("zoom_min0.75", BASE, ["augment.zoom_prob=0.5", "augment.zoom_min_scale=0.75"])
+# batch 12 x 450 steps: the images of the 900 x 6 rows, the decay at the same fraction (700/900)
+register_variant("baseline_b12", BASE, [*B12])
+register_variant("full_b12", DABNET, [*SCHEDULE, *B12])
+register_variant("full_smooth", DABNET, [*SCHEDULE, SMOOTH_AT_192])
+# mono + stereo (metric depth from the stereo baseline; its own preset: 250 steps), scored by
+# bench/cameras.py with no scaling at all
+register_variant("stereo", STEREO, [])
+register_variant("zoom_stereo", STEREO, ["augment.zoom_prob=0.5"])
+
 CLEAN = ["baseline", "baseline_ss", "dca", "zoom", "zoom_dca", "full"]
 COLS = ("abs_rel", "sq_rel", "rmse", "a1", "depth_shift", "gap")
 HEADS = ("abs rel", "sq rel", "RMSE", "δ1", "zoom depth shift (1 = invariant)", "2x-zoom gap")
@@ -110,7 +117,7 @@ def variant_config(name: str, seed: int, steps: int | None, extra: list[str], ou
     the run length (the warm-up stays), so a 3x longer run decays at the same fraction of training.
     ``init_from``: a run folder whose weights start this one (``model.init_from``; ``{seed}`` is
     replaced by the seed), the pretrained-start regime."""
-    preset, overrides = VARIANTS[name]
+    preset, overrides = VARIANTS.get(name)
     run = [f"train.seed={seed}", f"output.dir={out / f'{name}_s{seed}'}", *overrides, *extra]
     if init_from:
         run.append(f"model.init_from={init_from.format(seed=seed)}")

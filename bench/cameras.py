@@ -31,20 +31,17 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.ablation import BASE, VARIANTS, _cell, finished  # noqa: E402
-from common.atomic import atomic_write_text  # noqa: E402
-from data.kitti import KittiImageSet  # noqa: E402
-from data.splits import read_split_file  # noqa: E402
-from data.synthetic.lenses import render_lenses  # noqa: E402
-from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
-from depth.config import load_config  # noqa: E402
-from depth.eval.metrics import compute_depth_metrics  # noqa: E402
-from depth.eval.scale import stereo_scale  # noqa: E402
-from depth.inference import predict_disparities  # noqa: E402
-from depth.model import load_model  # noqa: E402
+from bench.ablation import BASE, VARIANTS, _cell, finished
+from common.atomic import atomic_write_text
+from data.kitti import KittiImageSet
+from data.splits import read_split_file
+from data.synthetic.lenses import render_lenses
+from data.velodyne import benchmark_png_path, read_benchmark_png
+from depth.config import load_config
+from depth.eval.metrics import compute_depth_metrics
+from depth.eval.scale import stereo_scale
+from depth.inference import predict_disparities
+from depth.model import load_model
 
 SCORE_FILE = "cameras.json"
 

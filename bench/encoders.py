@@ -1,9 +1,11 @@
 """Encoders side by side (CPU): size, compute, inference latency and training-step time, in one run.
 
-    python bench/encoders.py [--encoders resnet18,resnet50,hrnet_w18,efficientnet_b0,convnext_tiny]
+    python bench/encoders.py [--encoders resnet18,resnet50,hrnet_w18,hrnet_w18+diffnet+dca,efficientnet_b0,convnext_tiny]
         [--sizes 640x192 1024x320] [--runs 10] [--warmup 2] [--train-steps 3] [--threads 1] [--json out.json]
 
-For each timm encoder (``model.encoder``) with the baseline decoder, randomly initialised:
+For each timm encoder (``model.encoder``) with the baseline decoder, randomly initialised -- or, for
+an entry ``ENCODER+DECODER[+dca]`` (e.g. ``hrnet_w18+diffnet+dca``, the DaB-Net authors' exact
+network: their concatenated HRNet features, DIFFNet decoder, DCA and head, raw RGB in), that pair:
 
 * parameters of the encoder and of the whole depth net, and GMACs of the depth net at 640x192
   (``torch.utils.flop_counter``: FLOPs / 2, i.e. multiply-accumulates, the unit the Lite-Mono table
@@ -29,24 +31,20 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import onnxruntime
+import timm
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
-import onnxruntime  # noqa: E402
-import timm  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from bench.infer_speed import export_and_time
+from data.samples import FrameBatch
+from depth.config import load_config
+from depth.io.onnx_file import DepthExportModel
+from depth.networks import DepthNet
+from depth.train.trainer import Trainer
 
-from bench.infer_speed import export_and_time  # noqa: E402
-from data.samples import FrameBatch  # noqa: E402
-from depth.config import load_config  # noqa: E402
-from depth.io.onnx_file import DepthExportModel  # noqa: E402
-from depth.networks import DepthNet  # noqa: E402
-from depth.train.trainer import Trainer  # noqa: E402
-
-ENCODERS = "resnet18,resnet50,hrnet_w18,efficientnet_b0,convnext_tiny"
+ENCODERS = "resnet18,resnet50,hrnet_w18,hrnet_w18+diffnet+dca,efficientnet_b0,convnext_tiny"
 REFERENCE = "resnet18"
 LITE_MONO = {"params_m": 3.1, "gmacs": 5.0}  # published, 640x192 (Zhang et al., CVPR 2023)
 
@@ -76,8 +74,24 @@ def _batch(b: int, h: int, w: int) -> FrameBatch:
     return FrameBatch(color, color, K, torch.arange(b))
 
 
+def network_of(entry: str) -> tuple[str, list[str]]:
+    """``(encoder, config overrides)`` of a ``--encoders`` entry: ``ENCODER`` or ``ENCODER+DECODER[+dca]``."""
+    encoder, *rest = entry.split("+")
+    overrides = [f"model.decoder={rest[0]}"] if rest else []
+    if "dca" in rest[1:]:
+        overrides.append("model.dca=true")
+    return encoder, overrides
+
+
+def build_depth_net(entry: str) -> DepthNet:
+    encoder, overrides = network_of(entry)
+    m = load_config(None, [f"model.encoder={encoder}", "model.pretrained=false", *overrides]).model
+    return DepthNet(encoder, scales=tuple(m.scales), dca=m.dca, decoder=m.decoder, input_norm=m.input_norm)
+
+
 def train_step_s(name: str, steps: int, height: int = 64, width: int = 192, batch: int = 6) -> float:
-    cfg = load_config(None, [f"model.encoder={name}", "model.pretrained=false", f"data.height={height}",
+    name, overrides = network_of(name)
+    cfg = load_config(None, [f"model.encoder={name}", *overrides, "model.pretrained=false", f"data.height={height}",
                              f"data.width={width}", f"train.batch_size={batch}", "train.device=cpu",
                              "output.dir=/tmp/unused_bench_encoders"])
     torch.manual_seed(0)
@@ -115,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             torch.manual_seed(0)
-            net = DepthNet(name).eval()
+            net = build_depth_net(name).eval()
             row = {"encoder": name, "encoder_params_m": _n(net.encoder) / 1e6, "params_m": _n(net) / 1e6,
                    "gmacs_640x192": gmacs(net, 192, 640), "latency": {}}
             for w, h in sizes:

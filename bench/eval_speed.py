@@ -22,12 +22,10 @@ import cv2
 import numba
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from depth.eval.gt import SparseGT, export_gt, save_dense_gt, save_sparse_gt
+from depth.eval.metrics import compute_depth_metrics
 
-from depth.eval.gt import SparseGT, export_gt, save_dense_gt, save_sparse_gt  # noqa: E402
-from depth.eval.metrics import compute_depth_metrics  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 MIN_DEPTH, MAX_DEPTH = 1e-3, 80.0
 NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
@@ -169,8 +167,8 @@ def bench_metrics(args, gts, preds, tmp: Path):
           f"predictions {preds.shape[2]}x{preds.shape[1]}, {numba_threads()} numba threads ==")
     if not args.skip_cold_compile:
         env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp / "numba_cold"))
-        code = ("import sys,time; sys.path.insert(0, %r); t=time.perf_counter(); "
-                "from depth.eval.metrics import warmup; warmup(); print(time.perf_counter()-t)" % str(ROOT))
+        code = ("import time; t=time.perf_counter(); "
+                "from depth.eval.metrics import warmup; warmup(); print(time.perf_counter()-t)")
         t = float(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
                                  text=True).stdout.split()[-1])
         row("numba compile, cold cache (both GT kinds, separate process)", t)

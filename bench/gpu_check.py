@@ -56,11 +56,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 KITTI_EPOCH = 39_810  # Eigen-Zhou training samples (Monodepth2's split)
 EPOCHS = 20

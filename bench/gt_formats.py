@@ -18,12 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from data.splits import read_split_file, split_file  # noqa: E402
-from depth.eval.gt import choose_gt_format, export_gt, load_gt, save_dense_gt, save_sparse_gt  # noqa: E402
+from data.splits import read_split_file, split_file
+from depth.eval.gt import choose_gt_format, export_gt, load_gt, save_dense_gt, save_sparse_gt
 
 MIB = 2 ** 20
 

@@ -21,17 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import numpy as np
+import onnxruntime
+import torch
 
-import numpy as np  # noqa: E402
-import onnxruntime  # noqa: E402
-import torch  # noqa: E402
-
-from depth.config import Config  # noqa: E402
-from depth.io.onnx_file import DepthExportModel, export_onnx, onnx_session, verify_onnx  # noqa: E402
-from depth.model import build_networks, load_model  # noqa: E402
+from depth.config import Config
+from depth.io.onnx_file import DepthExportModel, export_onnx, onnx_session, verify_onnx
+from depth.model import build_networks, load_model
 
 GOAL = 0.7
 

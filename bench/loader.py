@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,15 +33,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from data.frames import resize_intrinsics  # noqa: E402
-from data.kitti import KittiRawDataset, image_path, kitti_intrinsics  # noqa: E402
-from data.samples import collate  # noqa: E402
-from data.splits import read_split_file  # noqa: E402
-from data.synthetic import generate  # noqa: E402
-from depth.train.sampling import EpochIndexed, ResumableSampler  # noqa: E402
+from data.frames import resize_intrinsics
+from data.kitti import KittiRawDataset, image_path, kitti_intrinsics
+from data.samples import collate
+from data.splits import read_split_file
+from data.synthetic import generate
+from depth.train.sampling import EpochIndexed, ResumableSampler
 
 
 class PILReference(Dataset):

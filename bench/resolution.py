@@ -20,15 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from data.kitti import KittiImageSet
+from data.splits import read_split_file, split_file
+from data.velodyne import benchmark_png_path, read_benchmark_png
+from depth.config import Config, load_config
+from depth.eval.robustness import RESOLUTION_FACTORS, resolution_curve
+from depth.model import load_model
 
-from data.kitti import KittiImageSet  # noqa: E402
-from data.splits import read_split_file, split_file  # noqa: E402
-from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
-from depth.config import Config, load_config  # noqa: E402
-from depth.eval.robustness import RESOLUTION_FACTORS, resolution_curve  # noqa: E402
-from depth.model import load_model  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def score_resolution(net, cfg: Config, images, gt, factors: Sequence[float] = RESOLUTION_FACTORS) -> dict:

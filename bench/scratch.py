@@ -36,13 +36,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common.atomic import atomic_write_text
+from data.datasets import build_training_data
+from depth.config import load_config
+from depth.train.trainer import Trainer, ValidationData
 
-from common.atomic import atomic_write_text  # noqa: E402
-from data.datasets import build_training_data  # noqa: E402
-from depth.config import load_config  # noqa: E402
-from depth.train.trainer import Trainer, ValidationData  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 MONODEPTH2 = ["model.init_depth=0", "model.pose_translation_scale=0.01", "optim.lr=1e-4",
               "optim.warmup_steps=0", "optim.step_milestones=[]", "optim.milestones=[1000]"]

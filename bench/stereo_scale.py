@@ -23,17 +23,16 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from data.kitti import KittiImageSet
+from data.splits import read_split_file, split_file
+from data.velodyne import benchmark_png_path, read_benchmark_png
+from depth.config import load_config
+from depth.eval.metrics import compute_depth_metrics, markdown_metrics_table
+from depth.eval.scale import stereo_scale
+from depth.inference import predict_disparities
+from depth.model import load_model
 
-from data.kitti import KittiImageSet  # noqa: E402
-from data.splits import read_split_file, split_file  # noqa: E402
-from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
-from depth.config import load_config  # noqa: E402
-from depth.eval.metrics import compute_depth_metrics, markdown_metrics_table  # noqa: E402
-from depth.eval.scale import stereo_scale  # noqa: E402
-from depth.inference import predict_disparities  # noqa: E402
-from depth.model import load_model  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:

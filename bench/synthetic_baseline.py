@@ -24,13 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from data.splits import read_split_file, split_file
+from data.velodyne import benchmark_png_path, read_benchmark_png
+from depth.config import load_config
+from depth.eval.metrics import compute_depth_metrics, markdown_metrics_table
 
-from data.splits import read_split_file, split_file  # noqa: E402
-from data.velodyne import benchmark_png_path, read_benchmark_png  # noqa: E402
-from depth.config import load_config  # noqa: E402
-from depth.eval.metrics import compute_depth_metrics, markdown_metrics_table  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def training_gt_maps(root: Path, split: str) -> list[np.ndarray]:

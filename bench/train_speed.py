@@ -21,20 +21,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from data.samples import FrameBatch  # noqa: E402
-from depth.config import Config, load_config  # noqa: E402
-from depth.model import build_networks  # noqa: E402
-from depth.train.trainer import Trainer  # noqa: E402
+from data.samples import FrameBatch
+from depth.config import Config, load_config
+from depth.model import build_networks
+from depth.train.trainer import Trainer
 
 # ------------------------------------------------------------------ the minimal step (docs/method.md)
 

@@ -4,7 +4,7 @@ Files (per recording date): ``<root>/<date>/calib_cam_to_cam.txt`` (``S_rect_0i`
 ``P_rect_0i``, ...) and ``calib_velo_to_cam.txt`` (``R``, ``T``). Every value line is
 ``key: numbers``; non-numeric lines such as ``calib_time`` are skipped.
 
-A missing file raises ``FileNotFoundError`` and a missing key raises ``KeyError``; both name the
+A missing file or a missing key raises :class:`common.errors.DataError`; both name the
 file (and the key).
 """
 from __future__ import annotations
@@ -13,6 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from common.errors import DataError, IntrinsicsError
+
 
 __all__ = [
     "CalibDict",
@@ -30,10 +32,6 @@ __all__ = [
 ]
 
 MIN_FOCAL_PX = 4.0  # no camera has a focal length of a few pixels: such a K is not in pixels
-
-
-class IntrinsicsError(ValueError):
-    """Intrinsics that cannot be pixels of the frames they describe (the message names the source)."""
 
 
 def check_intrinsics(K, name: str, size: tuple[int, int] | None = None,
@@ -68,20 +66,20 @@ def check_intrinsics(K, name: str, size: tuple[int, int] | None = None,
 
 
 class CalibDict(dict):
-    """``dict[str, np.ndarray]`` whose missing keys raise a ``KeyError`` naming the file."""
+    """``dict[str, np.ndarray]`` whose missing keys raise a :class:`common.errors.DataError` naming the file."""
 
     def __init__(self, path, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.path = str(path)
 
     def __missing__(self, key):
-        raise KeyError(f"calibration file {self.path} has no key {key!r} (keys: {sorted(self)})")
+        raise DataError(f"calibration file {self.path} has no key {key!r} (keys: {sorted(self)})")
 
     def matrix(self, key: str, shape: tuple[int, ...]) -> np.ndarray:
         """The value of ``key`` reshaped to ``shape``; a wrong element count names file and key."""
         value = self[key]
         if value.size != int(np.prod(shape)):
-            raise ValueError(
+            raise DataError(
                 f"calibration file {self.path}: key {key!r} has {value.size} values, expected {shape}")
         return value.reshape(shape)
 
@@ -94,7 +92,7 @@ def read_calib_file(path: str | Path) -> CalibDict:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"calibration file not found: {path}")
+        raise DataError(f"calibration file not found: {path}")
     data = CalibDict(path)
     for line in path.read_text().splitlines():
         if ":" not in line:
@@ -118,7 +116,7 @@ def _cached(path: str, mtime: float) -> CalibDict:
 
 def _read_cached(path: Path) -> CalibDict:
     if not path.is_file():
-        raise FileNotFoundError(f"calibration file not found: {path}")
+        raise DataError(f"calibration file not found: {path}")
     return _cached(str(path), path.stat().st_mtime)
 
 

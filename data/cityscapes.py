@@ -34,6 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.errors import DataError
 from data.frames import decode_file, read_image
 from data.splits import split_lines
 
@@ -58,10 +59,10 @@ def read_cityscapes_split(path: str | Path = CITYSCAPES_TEST_FILES) -> list[City
     out = []
     for lineno, raw, parts in split_lines(path, "Cityscapes split file"):
         if len(parts) != 2 or not parts[1].startswith(parts[0] + "_"):
-            raise ValueError(f"{path}:{lineno}: expected '<city> <city>_<seq>_<frame>', got {raw!r}")
+            raise DataError(f"{path}:{lineno}: expected '<city> <city>_<seq>_<frame>', got {raw!r}")
         out.append(CityscapesEntry(parts[0], parts[1]))
     if not out:
-        raise ValueError(f"Cityscapes split file {path} lists no frames")
+        raise DataError(f"Cityscapes split file {path} lists no frames")
     return out
 
 
@@ -93,7 +94,7 @@ def read_disparity_png(path: str | Path) -> np.ndarray:
     """Disparity in pixels, float32 ``H x W``: ``(p - 1) / 256`` for ``p > 0``, 0 where ``p = 0``."""
     p = decode_file(path, cv2.IMREAD_UNCHANGED, "Cityscapes disparity map")
     if p.dtype != np.uint16 or p.ndim != 2:
-        raise ValueError(f"Cityscapes disparity map {path} must be a single-channel 16-bit PNG, "
+        raise DataError(f"Cityscapes disparity map {path} must be a single-channel 16-bit PNG, "
                          f"got {p.dtype} with shape {p.shape}")
     d = (p.astype(np.float32) - 1.0) / 256.0
     d[p == 0] = 0.0
@@ -105,19 +106,19 @@ def read_camera(path: str | Path) -> tuple[float, float]:
     (``extrinsic.baseline``, ``intrinsic.fx``); errors name the file and the key."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"missing Cityscapes camera file: {path}")
+        raise DataError(f"missing Cityscapes camera file: {path}")
     try:
         cam = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"Cityscapes camera file {path} is not valid JSON: {e}") from None
+        raise DataError(f"Cityscapes camera file {path} is not valid JSON: {e}") from None
     vals = []
     for section, key in (("extrinsic", "baseline"), ("intrinsic", "fx")):
         try:
             v = float(cam[section][key])
         except (KeyError, TypeError, ValueError):
-            raise ValueError(f"Cityscapes camera file {path}: expected a number at {section}.{key}") from None
+            raise DataError(f"Cityscapes camera file {path}: expected a number at {section}.{key}") from None
         if not v > 0:
-            raise ValueError(f"Cityscapes camera file {path}: {section}.{key} must be > 0, got {v}")
+            raise DataError(f"Cityscapes camera file {path}: {section}.{key} must be > 0, got {v}")
         vals.append(v)
     return vals[0], vals[1]
 
@@ -149,11 +150,11 @@ class ManyDepthGT:
             names = {int(m.group(1)): str(p) for p in folder.iterdir() if (m := _GT_NAME.fullmatch(p.name))}
             self.path = folder
         else:
-            raise FileNotFoundError(f"Cityscapes GT {self.path} not found: expected ManyDepth's gt_depths "
+            raise DataError(f"Cityscapes GT {self.path} not found: expected ManyDepth's gt_depths "
                                     f"folder (NNN_depth.npy files) or gt_depths_cityscapes.zip")
         missing = [i for i in range(count) if i not in names]
         if missing:
-            raise FileNotFoundError(f"Cityscapes GT {path}: no {missing[0]:03d}_depth.npy ({len(missing)} "
+            raise DataError(f"Cityscapes GT {path}: no {missing[0]:03d}_depth.npy ({len(missing)} "
                                     f"of {count} maps missing; the files are numbered by the split's line "
                                     f"order)")
         self._names = names
@@ -172,10 +173,10 @@ class ManyDepthGT:
             else:
                 a = np.load(name, allow_pickle=False)
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(f"corrupt or unreadable Cityscapes GT map {where}: {e}") from None
+            raise DataError(f"corrupt or unreadable Cityscapes GT map {where}: {e}") from None
         a = np.squeeze(a)
         if a.ndim != 2 or not np.issubdtype(a.dtype, np.number):
-            raise ValueError(f"Cityscapes GT map {where} must be a 2-D numeric depth map, got {a.dtype} "
+            raise DataError(f"Cityscapes GT map {where} must be a 2-D numeric depth map, got {a.dtype} "
                              f"{a.shape}")
         return np.ascontiguousarray(a, dtype=np.float32)
 
@@ -198,7 +199,7 @@ class CityscapesTestSet:
                 needed += [disparity_path(self.root, e), camera_path(self.root, e)]
             for p in needed:
                 if not p.is_file():
-                    raise FileNotFoundError(f"missing Cityscapes file: {p} (split line {e.city} {e.frame})")
+                    raise DataError(f"missing Cityscapes file: {p} (split line {e.city} {e.frame})")
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -11,11 +11,13 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from common.errors import DataError, DatasetNotFound
 from common.atomic import atomic_write
+from data.config import AugmentConfig, DataConfig
+from data.frames import FrameSampleDataset
 from data.kitti import KittiImageSet, KittiRawDataset
 from data.splits import BUILTIN_SPLITS_DIR, read_split_file, split_file
 from data.synthetic import ensure_synthetic
@@ -38,10 +40,6 @@ To train on KITTI (about 175 GB):
 To train without KITTI, on the project's own synthetic KITTI-format data:
   python train.py --config configs/synthetic.yaml
 """
-
-
-class DatasetNotFound(FileNotFoundError):
-    pass
 
 
 def gt_cache_dir(data_cache_dir: str | Path | None = None) -> Path:
@@ -114,12 +112,12 @@ def load_validation_gt(root: Path, entries, kind: str = "auto", cache_dir: str |
         return [read_benchmark_png(p) for p in bench]
     if kind == "benchmark":
         missing = [str(p) for p in bench if not p.is_file()]
-        raise FileNotFoundError(f"data.val_gt=benchmark: {len(missing)} GT PNGs missing, e.g. {missing[:5]}")
+        raise DataError(f"data.val_gt=benchmark: {len(missing)} GT PNGs missing, e.g. {missing[:5]}")
     scans = [velodyne_path(root, e.folder, e.frame) for e in entries]
     if not all(p.is_file() for p in scans):
         if kind == "velodyne":
             missing = [str(p) for p in scans if not p.is_file()]
-            raise FileNotFoundError(f"data.val_gt=velodyne: {len(missing)} scans missing, e.g. {missing[:5]}")
+            raise DataError(f"data.val_gt=velodyne: {len(missing)} scans missing, e.g. {missing[:5]}")
         return None
     return _projected_gt(Path(root), entries, scans, None if cache_dir is None else Path(cache_dir))
 
@@ -132,7 +130,7 @@ def validation_list(split: str, which: str = "val") -> Path | None:
     test set while training, so a checkpoint chosen by it is chosen on the test set."""
     try:
         return split_file(split, which)
-    except FileNotFoundError:
+    except DataError:
         if which == "test" and (BUILTIN_SPLITS_DIR / str(split)).is_dir():
             return BUILTIN_SPLITS_DIR / "eigen" / "test_files.txt"
         return None
@@ -145,19 +143,21 @@ class RunData:
     GT); held-out samples for the validation loss when there is no GT (``val_samples``: the video
     dataset's held-out sequences or frames; else None)."""
 
-    train_set: Any
-    val_images: Any = None
-    val_gt: Any = None
-    val_samples: Any = None
+    train_set: FrameSampleDataset
+    val_images: KittiImageSet | None = None
+    val_gt: list[np.ndarray] | None = None  # (H_i, W_i) metres, 0 = invalid: load_validation_gt
+    val_samples: FrameSampleDataset | None = None
 
 
-def build_training_data(data_cfg, augment_cfg, seed: int = 0, progress: bool = False, cache_workers: int = 0):
+def build_training_data(data_cfg: DataConfig, augment_cfg: AugmentConfig, seed: int = 0, progress: bool = False,
+                        cache_workers: int = 0):
     """``(train_set, val_images, val_gt)`` of :func:`build_run_data` (val parts None without GT)."""
     d = build_run_data(data_cfg, augment_cfg, seed, progress, cache_workers)
     return d.train_set, d.val_images, d.val_gt
 
 
-def build_run_data(data_cfg, augment_cfg, seed: int = 0, progress: bool = False, cache_workers: int = 0) -> RunData:
+def build_run_data(data_cfg: DataConfig, augment_cfg: AugmentConfig, seed: int = 0, progress: bool = False,
+                   cache_workers: int = 0) -> RunData:
     """The datasets of a run (:class:`RunData`).
 
     ``val_images`` is a :class:`data.kitti.KittiImageSet` (full-resolution frames, read when used)
@@ -167,7 +167,7 @@ def build_run_data(data_cfg, augment_cfg, seed: int = 0, progress: bool = False,
     Before returning, the split is checked (target frames always, every frame with ``data.check``;
     the calibration of every date with ``data.intrinsics=calib``) and, with ``data.cache_dir``,
     the pre-resized image cache is built (once; later runs reuse it)."""
-    if getattr(data_cfg, "dataset", "kitti") == "video":
+    if data_cfg.dataset == "video":
         train_set, val_samples = build_video_data(data_cfg, augment_cfg, seed)
         return RunData(train_set, val_samples=val_samples)
     root = Path(data_cfg.root)
@@ -194,7 +194,7 @@ def build_run_data(data_cfg, augment_cfg, seed: int = 0, progress: bool = False,
             print(f"image cache: {len(report['unreadable'])} files could not be decoded and were not cached, "
                   f"e.g. {report['unreadable'][:5]}", file=sys.stderr)
     val_images = val_gt = None
-    which = getattr(data_cfg, "val_split", "val")
+    which = data_cfg.val_split
     test_list = validation_list(data_cfg.split, which) if data_cfg.val_gt != "none" else None
     if test_list is None and data_cfg.val_gt != "none":
         print(f"validation: split {data_cfg.split!r} has no {which}_files.txt: no validation metrics "
@@ -221,15 +221,15 @@ def check_files(train_set: KittiRawDataset, full: bool = False) -> None:
         str(p) for i in range(len(train_set))
         for p in (train_set.paths(i) if full else train_set.paths(i)[:1]) if not p.is_file()))
     if missing:
-        raise FileNotFoundError(f"{len(missing)} files of the training split are missing under "
+        raise DataError(f"{len(missing)} files of the training split are missing under "
                                 f"{train_set.root}; first five:\n  " + "\n  ".join(missing[:5])
                                 + ("" if full else "\n(only target frames were checked; data.check=true "
                                                    "checks every frame of every sample)"))
-    if getattr(train_set, "intrinsics", None) == "calib":
+    if train_set.intrinsics == "calib":
         sides = {}
         for e in train_set.entries:
             sides.setdefault((e.date, e.side), e)
             if train_set.stereo:
                 sides.setdefault((e.date, "r" if e.side == "l" else "l"), e)
         for (_, side), e in sides.items():
-            train_set._calib(e, side)
+            train_set.calibration(e, side)

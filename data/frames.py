@@ -20,6 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+from common.errors import BadSampleError, DataError
+from data.samples import FrameSample
+
 
 __all__ = [
     "IMAGE_EXTS", "VIDEO_EXTS", "BadSampleError", "decode_file", "read_image", "resize_image", "decode_resized",
@@ -31,19 +34,15 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm",
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 
 
-class BadSampleError(RuntimeError):
-    """A file of a sample is missing or unreadable; the message names the file."""
-
-
 def decode_file(path: str | Path, flags: int, what: str) -> np.ndarray:
-    """``cv2.imread(path, flags)``; ``FileNotFoundError("missing <what>: <path>")`` or
-    ``ValueError("corrupt or unreadable <what>: <path>")`` instead of OpenCV's silent ``None``."""
+    """``cv2.imread(path, flags)``; :class:`common.errors.DataError` ``"missing <what>: <path>"`` or
+    ``"corrupt or unreadable <what>: <path>"`` instead of OpenCV's silent ``None``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"missing {what}: {path}")
+        raise DataError(f"missing {what}: {path}")
     img = cv2.imread(str(path), flags)
     if img is None:
-        raise ValueError(f"corrupt or unreadable {what}: {path}")
+        raise DataError(f"corrupt or unreadable {what}: {path}")
     return img
 
 
@@ -51,7 +50,7 @@ def read_image(path: str | Path) -> np.ndarray:
     """``H x W x 3`` uint8 RGB; a missing or undecodable file raises :class:`BadSampleError`."""
     try:
         img = decode_file(path, cv2.IMREAD_COLOR, "image")
-    except (FileNotFoundError, ValueError) as e:
+    except DataError as e:
         raise BadSampleError(str(e)) from None
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
@@ -107,10 +106,8 @@ class FrameSampleDataset(Dataset):
     Subclasses implement ``__len__`` and :meth:`load_frames`, which returns the un-augmented
     ``H x W x 3`` uint8 frames at the network size (target first) and ``K`` for that size.
 
-    A sample is a dict of tensors (what :func:`data.samples.collate` stacks into a
-    :class:`data.samples.FrameBatch`): ``color`` ``(F, 3, H, W)`` un-jittered frames in ``[0, 1]``,
-    ``color_aug`` the same frames with the sample's jitter, ``K`` ``(3, 3)``, ``index``; stereo
-    datasets add ``T_stereo`` ``(4, 4)``.
+    A sample is a :class:`data.samples.FrameSample` (what :func:`data.samples.collate` stacks into
+    a :class:`data.samples.FrameBatch`); stereo datasets set its ``T_stereo``.
     """
 
     def __init__(self, height: int, width: int, n_frames: int, *, is_train: bool = True,
@@ -143,8 +140,8 @@ class FrameSampleDataset(Dataset):
         return flip, jitter, int(rng.integers(0, 2 ** 31 - 1))
 
     def make_sample(self, index: int, frames: list[np.ndarray], K: np.ndarray, flip: bool, jitter: bool,
-                    jitter_seed: int) -> dict:
-        """Flip (all frames; ``cx' = W - 1 - cx``) and jitter (one draw for all frames) -> sample dict."""
+                    jitter_seed: int) -> FrameSample:
+        """Flip (all frames; ``cx' = W - 1 - cx``) and jitter (one draw for all frames) -> the sample."""
         if flip:
             frames = [np.ascontiguousarray(f[:, ::-1]) for f in frames]
             K = K.copy()
@@ -156,10 +153,10 @@ class FrameSampleDataset(Dataset):
         else:
             frames_aug = frames
         color = frames_to_tensor(frames)
-        return {"color": color, "color_aug": frames_to_tensor(frames_aug) if jitter else color,
-                "K": torch.from_numpy(np.ascontiguousarray(K, dtype=np.float32)), "index": index}
+        return FrameSample(color=color, color_aug=frames_to_tensor(frames_aug) if jitter else color,
+                           K=torch.from_numpy(np.ascontiguousarray(K, dtype=np.float32)), index=index)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int) -> FrameSample:
         flip, jitter, jitter_seed = self.draw(index)
         frames, K = self.load_frames(index)
         return self.make_sample(index, frames, K, flip, jitter, jitter_seed)

@@ -25,14 +25,9 @@ from tqdm import tqdm
 
 from common.atomic import atomic_write, atomic_write_text
 from data.calib import intrinsics_from_calib
-from data.frames import (
-    BadSampleError,
-    FrameSampleDataset,
-    monodepth2_intrinsics,
-    read_image,
-    resize_image,
-    resize_intrinsics,
-)
+from data.frames import BadSampleError, FrameSampleDataset, monodepth2_intrinsics, read_image, resize_image
+from data.frames import resize_intrinsics
+from data.samples import FrameSample
 from data.splits import SplitEntry
 
 __all__ = [
@@ -106,7 +101,9 @@ class KittiRawDataset(FrameSampleDataset):
         return len(self.entries)
 
     # -- pieces -------------------------------------------------------------------------------
-    def _calib(self, entry: SplitEntry, side: str):
+    def calibration(self, entry: SplitEntry, side: str):
+        """``kitti_intrinsics`` of ``entry``'s date for camera ``side`` (read once per date and side;
+        a missing file or key raises :class:`common.errors.DataError` naming it)."""
         key = (entry.date, side)
         with self._lock:
             if key not in self._calib_cache:
@@ -117,7 +114,7 @@ class KittiRawDataset(FrameSampleDataset):
         """K at the network size for an image of ``image_size`` (W, H) on disk."""
         if self.intrinsics == "monodepth2":
             return monodepth2_intrinsics(self.width, self.height)
-        K, _ = self._calib(entry, side)
+        K, _ = self.calibration(entry, side)
         return resize_intrinsics(K, image_size, (self.width, self.height))
 
     def _load(self, entry: SplitEntry, frame: int, side: str) -> tuple[np.ndarray, tuple[int, int]]:
@@ -148,7 +145,7 @@ class KittiRawDataset(FrameSampleDataset):
             frames.append(self._load(e, e.frame, "r" if e.side == "l" else "l")[0])
         return frames, self.intrinsics_for(e, e.side, size)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int) -> FrameSample:
         flip, jitter, jitter_seed = self.draw(index)
         frames, K = self.load_frames(index)
         sample = self.make_sample(index, frames, K, flip, jitter, jitter_seed)
@@ -156,7 +153,7 @@ class KittiRawDataset(FrameSampleDataset):
             # A flipped pair swaps which camera is on the left: the partner's offset changes sign.
             e = self.entries[index]
             side = e.side if not flip else ("r" if e.side == "l" else "l")
-            sample["T_stereo"] = torch.from_numpy(_stereo_T(side, self.stereo_baseline))
+            sample.T_stereo = torch.from_numpy(_stereo_T(side, self.stereo_baseline))
         return sample
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import DataError
 from data.frames import read_image
 
 __all__ = ["MAKE3D_TEST_COUNT", "LASER_KEY", "LASER_DEPTH_CHANNEL", "laser_path", "read_laser_depth",
@@ -50,20 +51,20 @@ def read_laser_depth(path: str | Path) -> np.ndarray:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"missing Make3D laser depth file: {path}")
+        raise DataError(f"missing Make3D laser depth file: {path}")
     try:
         mat = scipy.io.loadmat(str(path), variable_names=[LASER_KEY])
     except NotImplementedError:  # scipy's answer to an HDF5 (v7.3) file
-        raise ValueError(f"Make3D laser depth file {path} is a MATLAB v7.3 file; expected MATLAB v5 "
+        raise DataError(f"Make3D laser depth file {path} is a MATLAB v7.3 file; expected MATLAB v5 "
                          f"(as in the Make3D archive)") from None
     except Exception as e:  # scipy raises ValueError/TypeError/MatReadError for garbage
-        raise ValueError(f"corrupt or unreadable Make3D laser depth file {path}: not a MATLAB v5 .mat "
+        raise DataError(f"corrupt or unreadable Make3D laser depth file {path}: not a MATLAB v5 .mat "
                          f"({type(e).__name__}: {e})") from None
     if LASER_KEY not in mat:
-        raise KeyError(f"Make3D laser depth file {path} has no variable {LASER_KEY!r}")
+        raise DataError(f"Make3D laser depth file {path} has no variable {LASER_KEY!r}")
     grid = np.asarray(mat[LASER_KEY])
     if grid.ndim != 3 or grid.shape[2] != 4 or not np.issubdtype(grid.dtype, np.number):
-        raise ValueError(f"Make3D laser depth file {path}: {LASER_KEY} must be a numeric rows x cols x 4 "
+        raise DataError(f"Make3D laser depth file {path}: {LASER_KEY} must be a numeric rows x cols x 4 "
                          f"array, got {grid.dtype} {grid.shape}")
     return np.ascontiguousarray(grid[:, :, LASER_DEPTH_CHANNEL], dtype=np.float32)
 
@@ -79,16 +80,16 @@ class Make3DTestSet:
         self.root = Path(root)
         folder = self.root / IMAGE_DIR
         if not folder.is_dir():
-            raise FileNotFoundError(f"Make3D: {folder} not found (expected ROOT/{IMAGE_DIR}/img-<id>.jpg and "
+            raise DataError(f"Make3D: {folder} not found (expected ROOT/{IMAGE_DIR}/img-<id>.jpg and "
                                     f"ROOT/{LASER_DIR}/{LASER_PREFIX}<id>.mat)")
         self.images = sorted(p for p in folder.iterdir()
                              if p.name.startswith(IMAGE_PREFIX) and p.suffix.lower() == ".jpg")
         if not self.images:
-            raise FileNotFoundError(f"Make3D: {folder} holds no {IMAGE_PREFIX}<id>.jpg images")
+            raise DataError(f"Make3D: {folder} holds no {IMAGE_PREFIX}<id>.jpg images")
         self.ids = [p.stem[len(IMAGE_PREFIX):] for p in self.images]
         for i in self.ids:
             if not laser_path(self.root, i).is_file():
-                raise FileNotFoundError(f"missing Make3D laser depth file: {laser_path(self.root, i)} "
+                raise DataError(f"missing Make3D laser depth file: {laser_path(self.root, i)} "
                                         f"(for {folder / (IMAGE_PREFIX + i + '.jpg')})")
 
     def __len__(self) -> int:

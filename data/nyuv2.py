@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import DataError
+
 __all__ = ["NYU_TEST_COUNT", "LABELED_FILE", "SPLITS_FILE", "read_test_indices", "NYUv2TestSet"]
 
 NYU_TEST_COUNT = 654
@@ -47,7 +49,7 @@ def read_test_indices(path: str | Path, count: int | None = None) -> np.ndarray:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"missing NYUv2 split file: {path} (the official splits.mat with testNdxs)")
+        raise DataError(f"missing NYUv2 split file: {path} (the official splits.mat with testNdxs)")
     try:
         idx = scipy.io.loadmat(str(path), variable_names=[TEST_KEY]).get(TEST_KEY)
     except NotImplementedError:  # scipy's answer to a v7.3 (HDF5) file
@@ -56,24 +58,24 @@ def read_test_indices(path: str | Path, count: int | None = None) -> np.ndarray:
             with h5py.File(path, "r") as f:
                 idx = np.asarray(f[TEST_KEY]) if TEST_KEY in f else None
         except OSError as e:
-            raise ValueError(f"corrupt or unreadable NYUv2 split file {path}: {e}") from None
+            raise DataError(f"corrupt or unreadable NYUv2 split file {path}: {e}") from None
     except Exception as e:  # scipy raises ValueError/TypeError/MatReadError for garbage
-        raise ValueError(f"corrupt or unreadable NYUv2 split file {path}: not a MATLAB .mat "
+        raise DataError(f"corrupt or unreadable NYUv2 split file {path}: not a MATLAB .mat "
                          f"({type(e).__name__}: {e})") from None
     if idx is None:
-        raise KeyError(f"NYUv2 split file {path} has no variable {TEST_KEY!r}")
+        raise DataError(f"NYUv2 split file {path} has no variable {TEST_KEY!r}")
     idx = np.asarray(idx)
     flat = idx.reshape(-1)
     if flat.size == 0 or not np.issubdtype(flat.dtype, np.number) or not np.all(flat == np.round(flat)):
-        raise ValueError(f"NYUv2 split file {path}: {TEST_KEY} must hold integer (one-based) frame indices")
+        raise DataError(f"NYUv2 split file {path}: {TEST_KEY} must hold integer (one-based) frame indices")
     flat = flat.astype(np.int64)
     hi = count if count is not None else np.iinfo(np.int64).max
     bad = flat[(flat < 1) | (flat > hi)]
     if bad.size:
-        raise ValueError(f"NYUv2 split file {path}: {TEST_KEY} index {int(bad[0])} is outside 1..{count} "
+        raise DataError(f"NYUv2 split file {path}: {TEST_KEY} index {int(bad[0])} is outside 1..{count} "
                          f"(one-based indices into the labelled file)")
     if len(np.unique(flat)) != len(flat):
-        raise ValueError(f"NYUv2 split file {path}: {TEST_KEY} repeats frame indices")
+        raise DataError(f"NYUv2 split file {path}: {TEST_KEY} repeats frame indices")
     return flat - 1
 
 
@@ -91,19 +93,19 @@ class NYUv2TestSet:
         if self.path.is_dir():
             self.path = self.path / LABELED_FILE
         if not self.path.is_file():
-            raise FileNotFoundError(f"missing NYUv2 labelled file: {self.path}")
+            raise DataError(f"missing NYUv2 labelled file: {self.path}")
         try:
             self._f = h5py.File(self.path, "r")
         except OSError as e:
-            raise ValueError(f"corrupt or unreadable NYUv2 labelled file {self.path}: not MATLAB v7.3/HDF5 "
+            raise DataError(f"corrupt or unreadable NYUv2 labelled file {self.path}: not MATLAB v7.3/HDF5 "
                              f"({e})") from None
         for key in ("images", "depths"):
             if key not in self._f:
-                raise KeyError(f"NYUv2 labelled file {self.path} has no dataset {key!r}")
+                raise DataError(f"NYUv2 labelled file {self.path} has no dataset {key!r}")
         self._images, self._depths = self._f["images"], self._f["depths"]
         si, sd = self._images.shape, self._depths.shape
         if len(si) != 4 or si[1] != 3 or len(sd) != 3 or sd != (si[0], si[2], si[3]):
-            raise ValueError(f"NYUv2 labelled file {self.path}: expected images (N, 3, W, H) and depths "
+            raise DataError(f"NYUv2 labelled file {self.path}: expected images (N, 3, W, H) and depths "
                              f"(N, W, H) as MATLAB v7.3 stores them, got images {si} and depths {sd}")
         n = si[0]
         split_path = Path(splits) if splits else self.path.parent / SPLITS_FILE
@@ -120,7 +122,7 @@ class NYUv2TestSet:
     def image(self, i: int) -> np.ndarray:
         img = np.asarray(self._images[int(self.frames[i])])
         if img.dtype != np.uint8:
-            raise ValueError(f"NYUv2 labelled file {self.path}: images must be uint8, got {img.dtype}")
+            raise DataError(f"NYUv2 labelled file {self.path}: images must be uint8, got {img.dtype}")
         return np.ascontiguousarray(img.transpose(2, 1, 0))
 
     def depth(self, i: int) -> np.ndarray:

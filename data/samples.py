@@ -1,7 +1,8 @@
-"""The training batch: what the loader hands the trainer, and the marker of a sample that was skipped.
+"""The training sample and batch: what a dataset returns (:class:`FrameSample`), what the loader
+hands the trainer (:class:`FrameBatch`), and the marker of a sample that was skipped.
 
-Samples are the dicts of :class:`data.frames.FrameSampleDataset`; :func:`collate` stacks them into
-a :class:`FrameBatch`. A sample that raised one of the errors the trainer was told to skip comes
+Samples are the :class:`FrameSample` of :class:`data.frames.FrameSampleDataset`; :func:`collate`
+stacks them into a :class:`FrameBatch`. A sample that raised one of the errors the trainer was told to skip comes
 out of :class:`depth.train.sampling.EpochIndexed` as a :class:`BadSample`; :func:`collate` drops it and
 lists its message in ``FrameBatch.bad_samples``.
 """
@@ -12,7 +13,33 @@ from dataclasses import dataclass, field, fields
 import torch
 from torch import Tensor
 
-__all__ = ["FrameBatch", "BadSample", "BadBatchError", "collate"]
+from common.errors import BadBatchError
+
+__all__ = ["FrameSample", "FrameBatch", "BadSample", "BadBatchError", "collate"]
+
+
+@dataclass
+class FrameSample:
+    """One training sample (CPU tensors): ``color`` ``(F, 3, H, W)`` un-jittered frames in ``[0, 1]``,
+    the target first, in the order of ``data.frame_ids`` (the stereo partner last); ``color_aug``
+    the same frames with the sample's colour jitter; ``K`` ``(3, 3)`` intrinsics in pixels of the
+    ``H x W`` frames; ``index`` the sample's index; ``T_stereo`` ``(4, 4)`` target -> stereo-partner
+    transform, or None without stereo. ``sample["color"]`` reads a field by name too."""
+
+    color: Tensor
+    color_aug: Tensor
+    K: Tensor
+    index: int
+    T_stereo: Tensor | None = None
+
+    def __getitem__(self, name: str):
+        if name not in self.keys():
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def keys(self):
+        """The fields it holds (``T_stereo`` only with stereo), as a dict's keys view (set-like)."""
+        return dict.fromkeys(f.name for f in fields(self) if not (f.name == "T_stereo" and self.T_stereo is None)).keys()
 
 
 @dataclass(frozen=True)
@@ -20,10 +47,6 @@ class BadSample:
     """Stands in for a sample that could not be read; ``message`` names the sample and the file."""
 
     message: str
-
-
-class BadBatchError(RuntimeError):
-    """Every sample of a batch was bad where the run cannot go on without it (several processes)."""
 
 
 @dataclass
@@ -63,14 +86,14 @@ class FrameBatch:
 
 
 def collate(samples: list) -> FrameBatch:
-    """Stack sample dicts into a :class:`FrameBatch`; ``None`` samples are dropped, and so are
-    :class:`BadSample` markers, whose messages go to ``bad_samples``."""
+    """Stack :class:`FrameSample`\ s into a :class:`FrameBatch`; ``None`` samples are dropped, and
+    so are :class:`BadSample` markers, whose messages go to ``bad_samples``."""
     bad = [s.message for s in samples if isinstance(s, BadSample)]
     good = [s for s in samples if s is not None and not isinstance(s, BadSample)]
     if not good:
         empty = torch.empty(0)
         return FrameBatch(empty, empty, empty, torch.empty(0, dtype=torch.int64), bad_samples=bad)
-    stacked = {k: torch.stack([s[k] for s in good]) if isinstance(good[0][k], Tensor)
-               else torch.tensor([s[k] for s in good]) for k in good[0]}
-    return FrameBatch(stacked["color"], stacked["color_aug"], stacked["K"], stacked["index"],
-                      stacked.get("T_stereo"), bad)
+    stereo = good[0].T_stereo is not None
+    return FrameBatch(torch.stack([s.color for s in good]), torch.stack([s.color_aug for s in good]),
+                      torch.stack([s.K for s in good]), torch.tensor([s.index for s in good]),
+                      torch.stack([s.T_stereo for s in good]) if stereo else None, bad)

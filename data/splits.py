@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.errors import DataError
+
 __all__ = ["SplitEntry", "BUILTIN_SPLITS_DIR", "read_split_file", "split_file", "builtin_splits",
            "missing_folders", "kitti_archive_urls", "builtin_raw_entries", "ARCHIVES_FILE"]
 
@@ -46,7 +48,7 @@ def split_lines(path: str | Path, what: str = "split file") -> Iterator[tuple[in
     neither blank nor a ``#`` comment; a missing file raises FileNotFoundError naming ``what``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise DataError(f"{what} not found: {path}")
     for lineno, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.strip()
         if line and not line.startswith("#"):
@@ -59,14 +61,14 @@ def read_split_file(path: str | Path) -> list[SplitEntry]:
     entries = []
     for lineno, raw, parts in split_lines(path):
         if len(parts) not in (2, 3):
-            raise ValueError(f"{path}:{lineno}: expected '<folder> <frame> [l|r]', got {raw!r}")
+            raise DataError(f"{path}:{lineno}: expected '<folder> <frame> [l|r]', got {raw!r}")
         side = parts[2] if len(parts) == 3 else "l"
         if side not in ("l", "r"):
-            raise ValueError(f"{path}:{lineno}: side must be 'l' or 'r', got {side!r}")
+            raise DataError(f"{path}:{lineno}: side must be 'l' or 'r', got {side!r}")
         try:
             frame = int(parts[1])
         except ValueError:
-            raise ValueError(f"{path}:{lineno}: frame index must be an integer, got {parts[1]!r}") from None
+            raise DataError(f"{path}:{lineno}: frame index must be an integer, got {parts[1]!r}") from None
         entries.append(SplitEntry(parts[0], frame, side))
     return entries
 
@@ -79,17 +81,17 @@ def split_file(split: str | Path, which: str) -> Path:
     candidate = Path(split)
     if candidate.suffix == ".txt":
         if not candidate.is_file():
-            raise FileNotFoundError(f"split file not found: {candidate}")
+            raise DataError(f"split file not found: {candidate}")
         return candidate
     folder = candidate if candidate.is_dir() else BUILTIN_SPLITS_DIR / str(split)
     if not folder.is_dir():
-        raise FileNotFoundError(
+        raise DataError(
             f"unknown split {str(split)!r}: not a folder and not one of the built-in splits "
             f"{builtin_splits()}")
     path = folder / f"{which}_files.txt"
     if not path.is_file():
         have = sorted(p.name for p in folder.glob("*_files*.txt"))
-        raise FileNotFoundError(f"split {str(split)!r} has no {which}_files.txt in {folder} (found: {have})")
+        raise DataError(f"split {str(split)!r} has no {which}_files.txt in {folder} (found: {have})")
     return path
 
 
@@ -114,7 +116,7 @@ def kitti_archive_urls(entries: Iterable[SplitEntry]) -> list[str]:
     for e in entries:
         m = _DRIVE.fullmatch(e.folder)
         if m is None:
-            raise ValueError(f"not a KITTI raw folder '<date>/<date>_drive_NNNN_sync': {e.folder!r}")
+            raise DataError(f"not a KITTI raw folder '<date>/<date>_drive_NNNN_sync': {e.folder!r}")
         dates.add(m.group(1))
         drives.add(m.group(2))
     calib = [f"{KITTI_RAW_URL}/{d}_calib.zip" for d in sorted(dates)]

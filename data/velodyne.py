@@ -27,6 +27,7 @@ import cv2
 import numba
 import numpy as np
 
+from common.errors import DataError
 from data.calib import image_size_from_calib, projection_velo_to_image
 from data.frames import decode_file
 
@@ -59,16 +60,16 @@ def load_velodyne_points(path: str | Path, check_finite: bool = True) -> np.ndar
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise FileNotFoundError(f"velodyne scan not found: {path}") from None
+        raise DataError(f"velodyne scan not found: {path}") from None
     if size == 0 or size % 16:
-        raise ValueError(f"velodyne scan {path} is truncated or corrupt: {size} bytes is not a "
+        raise DataError(f"velodyne scan {path} is truncated or corrupt: {size} bytes is not a "
                          f"positive multiple of 16 (4 float32 per point)")
     pts = np.fromfile(path, dtype=np.float32)
     if pts.size * 4 != size:
-        raise ValueError(f"velodyne scan {path}: read {pts.size * 4} of {size} bytes")
+        raise DataError(f"velodyne scan {path}: read {pts.size * 4} of {size} bytes")
     pts = pts.reshape(-1, 4)
     if check_finite and not np.isfinite(pts[:, :3]).all():
-        raise ValueError(f"velodyne scan {path} is corrupt: it holds non-finite coordinates")
+        raise DataError(f"velodyne scan {path} is corrupt: it holds non-finite coordinates")
     return pts
 
 
@@ -85,7 +86,7 @@ def read_benchmark_png(path: str | Path) -> np.ndarray:
     """KITTI depth-benchmark annotation: uint16 PNG, depth in metres = value / 256 (0 = none)."""
     img = decode_file(path, cv2.IMREAD_UNCHANGED, "annotated depth map")
     if img.dtype != np.uint16 or img.ndim != 2:
-        raise ValueError(f"annotated depth map {path} must be a single-channel uint16 PNG, "
+        raise DataError(f"annotated depth map {path} must be a single-channel uint16 PNG, "
                          f"got {img.dtype} with shape {img.shape}")
     return img.astype(np.float32) / 256.0
 
@@ -197,7 +198,7 @@ def project_csr(points: np.ndarray, P: np.ndarray, size_wh: tuple[int, int], nam
         raise ValueError(f"images wider than 65535 pixels are not supported ({width})")
     rp, c, v, bad = _project_clean_csr(points, P, _scratch(height, width))
     if bad:
-        raise ValueError(f"velodyne {name} is corrupt: {bad} points have non-finite coordinates")
+        raise DataError(f"velodyne {name} is corrupt: {bad} points have non-finite coordinates")
     return rp, c, v, height, width
 
 

@@ -45,7 +45,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.errors import ConfigError, DataError, DatasetNotFound, IntrinsicsMissing
 from common.atomic import atomic_write_text
+from data.config import AugmentConfig, DataConfig
 from data.calib import check_intrinsics
 from data.frames import (
     IMAGE_EXTS,
@@ -96,10 +98,6 @@ data.dataset=video expects a folder holding one sub-folder of frames per sequenc
 Then: python train.py --config configs/custom_video.yaml data.root=<root> data.intrinsics=<file>
 (see docs/own_data.md).
 """
-
-
-class IntrinsicsMissing(ValueError):
-    """No intrinsics for a sequence; the message explains how to find and give them."""
 
 
 @dataclass
@@ -198,7 +196,7 @@ def discover_sequences(root: str | Path, stride: int = 1, cache_dir: str | Path 
     starts with ``.`` are skipped (the decode cache lives in ``root/.frames`` by default)."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(VIDEO_HELP.format(root=str(root)))
+        raise DatasetNotFound(VIDEO_HELP.format(root=str(root)))
     cache = Path(cache_dir) / "videos" if cache_dir else root / ".frames"
     seqs: list[Sequence] = []
     direct = _images_in(root)
@@ -217,10 +215,10 @@ def discover_sequences(root: str | Path, stride: int = 1, cache_dir: str | Path 
     names = [s.name for s in seqs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ValueError(f"{root}: several sequences are named {dup} (a folder and a video with the same "
+        raise DataError(f"{root}: several sequences are named {dup} (a folder and a video with the same "
                          f"name?); rename one")
     if not seqs:
-        raise FileNotFoundError(VIDEO_HELP.format(root=str(root)))
+        raise DatasetNotFound(VIDEO_HELP.format(root=str(root)))
     return seqs
 
 
@@ -267,11 +265,11 @@ def parse_intrinsics_text(text: str, name: str = "intrinsics") -> tuple[np.ndarr
         M = np.asarray(nums, dtype=np.float64).reshape(3, -1)
         K = M[:, :3].copy()
     else:
-        raise ValueError(f"{name}: expected 'fx fy cx cy', a 3x3 K, a 3x4 P or a KITTI calib file; "
+        raise DataError(f"{name}: expected 'fx fy cx cy', a 3x3 K, a 3x4 P or a KITTI calib file; "
                          f"found {len(nums)} numbers")
     if not (K[0, 0] > 0 and K[1, 1] > 0 and abs(K[2, 2] - 1) < 1e-6 and K[1, 0] == 0 and K[2, 0] == 0
             and K[2, 1] == 0):
-        raise ValueError(f"{name}: not a pinhole intrinsics matrix (positive fx, fy; last row 0 0 1): {K.tolist()}")
+        raise DataError(f"{name}: not a pinhole intrinsics matrix (positive fx, fy; last row 0 0 1): {K.tolist()}")
     check_intrinsics(K, name, size)
     return K, size
 
@@ -279,7 +277,7 @@ def parse_intrinsics_text(text: str, name: str = "intrinsics") -> tuple[np.ndarr
 def read_intrinsics_file(path: str | Path) -> tuple[np.ndarray, tuple[int, int] | None]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"intrinsics file not found: {path}")
+        raise DataError(f"intrinsics file not found: {path}")
     return parse_intrinsics_text(path.read_text(), str(path))
 
 
@@ -288,19 +286,19 @@ def _sequence_intrinsics_file(seq: Sequence) -> Path | None:
     return p if p.is_file() else None
 
 
-def resolve_intrinsics(seqs: list[Sequence], data_cfg, root: str | Path) -> None:
+def resolve_intrinsics(seqs: list[Sequence], data_cfg: DataConfig, root: str | Path) -> None:
     """Fill ``K``/``K_size``/``K_source`` of every sequence from the config (order in the module
     doc); raises :class:`IntrinsicsMissing` naming the sequences without any."""
-    mode = str(getattr(data_cfg, "intrinsics", "") or "").strip()
-    fxyz = [float(getattr(data_cfg, k, 0.0) or 0.0) for k in ("fx", "fy", "cx", "cy")]
-    default_ok = bool(getattr(data_cfg, "allow_default_intrinsics", False)) or mode == "monodepth2"
+    mode = str(data_cfg.intrinsics or "").strip()
+    fxyz = [float(data_cfg.fx or 0.0), float(data_cfg.fy or 0.0), float(data_cfg.cx or 0.0), float(data_cfg.cy or 0.0)]
+    default_ok = bool(data_cfg.allow_default_intrinsics) or mode == "monodepth2"
     global_K = None
     if mode and mode not in ("auto", "calib", "monodepth2", "none"):
         K, size = read_intrinsics_file(mode)
         global_K = (K, size, f"file {mode}")
     elif any(fxyz):
         if not (fxyz[0] > 0 and fxyz[1] > 0):
-            raise ValueError(f"data.fx and data.fy must both be > 0, got {fxyz[0]}, {fxyz[1]}")
+            raise ConfigError(f"data.fx and data.fy must both be > 0, got {fxyz[0]}, {fxyz[1]}")
         fx, fy, cx, cy = fxyz
         global_K = (np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64), None, "data.fx/fy/cx/cy")
         check_intrinsics(global_K[0], global_K[2])
@@ -439,7 +437,7 @@ class VideoFolderDataset(FrameSampleDataset):
         return frames, self.intrinsics_for(seq, size)
 
 
-def build_video_data(data_cfg, augment_cfg, seed: int = 0, verbose: bool = True):
+def build_video_data(data_cfg: DataConfig, augment_cfg: AugmentConfig, seed: int = 0, verbose: bool = True):
     """``(train_set, val_set or None)`` for ``data.dataset=video``: sequences discovered and
     decoded, intrinsics resolved, split by sequence (:func:`split_sequences`) or, when no sequence
     can be held out, by frames (:func:`hold_out_tail`), static triplets filtered (train and val
@@ -478,7 +476,7 @@ def build_video_data(data_cfg, augment_cfg, seed: int = 0, verbose: bool = True)
             print("warning: Monodepth2's KITTI default intrinsics are in use (data.allow_default_intrinsics); "
                   "depth will be distorted unless your camera resembles KITTI's", file=sys.stderr, flush=True)
     if len(train) == 0:
-        raise ValueError(f"no training samples in {data_cfg.root}: sequences need at least "
+        raise DataError(f"no training samples in {data_cfg.root}: sequences need at least "
                          f"{max(data_cfg.frame_ids) - min(data_cfg.frame_ids) + 1} frames after the stride "
                          f"(and the static-frame filter)")
     return train, val

@@ -1,33 +1,31 @@
 """One error style for every command: bad input is one line on stderr naming the culprit and
 exit status 2; ``--debug`` adds the traceback.
 
-    @command_errors                      # train.py, evaluate.py, python -m depth.predict / export
+    @command_errors                      # train.py, evaluate.py, python -m depth.predict / export / convert
     def main(argv: list[str] | None = None) -> int: ...
 
-Bad input is what the project raises for a file, a value or a key that cannot be used: config
-errors and other ``ValueError``\\s, missing or unreadable files (``OSError``), missing keys
-(``KeyError``: a calibration file without ``P_rect_02``), unreadable checkpoints
-(:class:`depth.io.checkpoint.CheckpointError`), bad frames (:class:`data.frames.BadSampleError`,
-:class:`data.samples.BadBatchError`) and the command's own input errors (``extra`` types). Anything
-else is a defect and keeps its traceback (exit status 1).
+    main = parse_then_run(parse, "depth.commands.predict")   # the parser here, the work imported after it
+
+Bad input is :class:`common.errors.InputError` and its subclasses (the tree is drawn in
+:mod:`common.errors`): config values, dataset files, checkpoints, flags. Anything else -- a bare
+``ValueError``, ``KeyError`` or ``OSError`` included -- is a defect (a check that is missing) and
+keeps its traceback (exit status 1).
 """
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import sys
 import traceback
 from collections.abc import Callable
 
-from data.frames import BadSampleError
-from data.samples import BadBatchError
-from depth.io.checkpoint import CheckpointError
+from common.errors import InputError
 
-__all__ = ["BAD_INPUT", "EXIT_BAD_INPUT", "add_debug_flag", "command_errors", "error_line"]
+__all__ = ["BAD_INPUT", "EXIT_BAD_INPUT", "add_debug_flag", "command_errors", "error_line", "parse_then_run"]
 
 EXIT_BAD_INPUT = 2
-BAD_INPUT: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError, CheckpointError, BadSampleError,
-                                              BadBatchError)
+BAD_INPUT: tuple[type[BaseException], ...] = (InputError,)
 DEBUG_FLAG = "--debug"
 
 
@@ -37,15 +35,14 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def error_line(e: BaseException) -> str:
-    """``error: <message>``; a ``KeyError``'s message without the quotes ``str()`` adds."""
-    msg = e.args[0] if isinstance(e, KeyError) and e.args and isinstance(e.args[0], str) else str(e)
-    return f"error: {msg.strip() or type(e).__name__}"
+    """``error: <message>`` (the exception's name when it has no message)."""
+    return f"error: {str(e).strip() or type(e).__name__}"
 
 
-def command_errors(main: Callable[..., int] | None = None, *, extra: tuple[type[BaseException], ...] = ()):
-    """Wrap a command's ``main(argv=None) -> int``: a bad-input exception (``BAD_INPUT`` or
-    ``extra``) prints :func:`error_line` (after the traceback with ``--debug`` in argv) and returns 2."""
-    caught = BAD_INPUT + tuple(extra)
+def command_errors(main: Callable[..., int] | None = None):
+    """Wrap a command's ``main(argv=None) -> int``: bad input (:data:`BAD_INPUT`) prints
+    :func:`error_line` (after the traceback with ``--debug`` in argv) and returns 2."""
+    caught = BAD_INPUT
 
     def wrap(fn: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(fn)
@@ -61,3 +58,14 @@ def command_errors(main: Callable[..., int] | None = None, *, extra: tuple[type[
         return run
 
     return wrap(main) if main is not None else wrap
+
+
+def parse_then_run(parse: Callable[[list[str] | None], argparse.Namespace], module: str) -> Callable[..., int]:
+    """A command's ``main(argv=None) -> int``: ``parse(argv)``, then ``module.run(args)`` -- the module
+    (in ``depth/commands/``) imported only after parsing, so ``--help`` and a bad flag answer without
+    importing torch. This is the one place the project defers imports. Errors as :func:`command_errors`."""
+    @command_errors
+    def main(argv: list[str] | None = None) -> int:
+        args = parse(argv)
+        return importlib.import_module(module).run(args)
+    return main

@@ -18,54 +18,12 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
-
-__all__ = ["Config", "load_config", "to_dict", "validate", "ConfigError"]
-
-
-class ConfigError(ValueError):
-    """A bad configuration key or value (the message names it and what was expected)."""
+from common.errors import ConfigError
+from data.config import AugmentConfig, DataConfig, SyntheticConfig
+from depth.registry import DECODERS, RECIPES
 
 
-@dataclass
-class SyntheticConfig:
-    generate: bool = False  # generate the synthetic KITTI-format dataset into data.root when missing
-    seed: int = 0
-    drives: int = 4  # the last `test_drives` are test-only
-    frames: int = 80  # frames per drive
-    test_drives: int = 1
-
-
-@dataclass
-class DataConfig:
-    dataset: str = "kitti"  # kitti (KITTI raw layout) | video (folders of frames / video files, data/video.py)
-    root: str = "kitti_data"  # KITTI raw root (<root>/<date>/<date>_drive_XXXX_sync/...) or the video folder
-    split: str = "eigen_zhou"  # built-in split name, or a folder with train_files.txt / val_files.txt
-    height: int = 192
-    width: int = 640
-    frame_ids: list[int] = field(default_factory=lambda: [0, -1, 1])
-    img_ext: str = "auto"  # png | jpg | auto (whichever exists)
-    intrinsics: str = "calib"  # calib: P_rect_02/03 of the date, rescaled | monodepth2: fixed normalised K
-    # (video: calib/auto = per-sequence intrinsics.txt or data.fx..cy | a calib/intrinsics file path | monodepth2)
-    fx: float = 0.0  # video: intrinsics in pixels of the original frames (0 = not given)
-    fy: float = 0.0
-    cx: float = 0.0
-    cy: float = 0.0
-    allow_default_intrinsics: bool = False  # video: fall back to Monodepth2's KITTI-like K when none is given
-    frame_stride: int = 1  # video: keep every N-th frame (subsample high-fps video)
-    static_threshold: float = 0.0  # video: drop triplets whose mean |frame difference| (0..1) is below this
-    val_fraction: float = 0.1  # video: share held out for validation (sequences; frames when too few)
-    # frames [0, -1, 1, 's'] = frame_ids [0, -1, 1] + stereo=true (MS); frame_ids [0] + stereo=true = S
-    stereo: bool = False  # add the other camera as a source (Monodepth2's S / MS modes)
-    stereo_baseline: float = 0.54  # stereo translation used by the loss (training units); 0.1 = Monodepth2
-    stereo_baseline_metric: float = 0.54  # the rig's real baseline in metres (KITTI 0.54); eval scale = metric / baseline
-    val_gt: str = "auto"  # ground truth for validation: auto | benchmark (dense PNG) | velodyne | none
-    val_split: str = "val"  # validation frames: val (the split's val_files.txt) | test (its test list, Eigen's for built-in splits)
-    val_max_images: int = 200  # validate on at most this many frames
-    cache_dir: str = ""  # optional on-disk cache of pre-resized training images
-    cache_images: bool = False  # keep decoded, resized frames in memory (small datasets / low res)
-    check: bool = False  # verify every file of the split exists before training
-    on_bad_sample: str = "error"  # error | skip
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+__all__ = ["Config", "load_config", "to_dict", "validate", "ConfigError", "DataConfig", "AugmentConfig", "SyntheticConfig"]
 
 
 @dataclass
@@ -122,18 +80,6 @@ class LossConfig:
     smoothness_weight: float = 1e-3
     automask: bool = True
     min_reprojection: bool = True
-
-
-@dataclass
-class AugmentConfig:
-    color_jitter_prob: float = 0.5  # one set of jitter parameters per sample, all frames
-    brightness: float = 0.2
-    contrast: float = 0.2
-    saturation: float = 0.2
-    hue: float = 0.1
-    flip_prob: float = 0.5
-    zoom_prob: float = 0.0  # zoom imitation (docs/method.md §4); 0.5 in the paper
-    zoom_min_scale: float = 0.5
 
 
 @dataclass
@@ -314,12 +260,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def resolve_input_norm(cfg: Config) -> Config:
-    """``model.input_norm=auto`` -> the pair's default (``none`` for an HRNet with
-    ``model.decoder=diffnet``, else ``imagenet``). Modifies and returns ``cfg``."""
+    """``model.input_norm=auto`` -> the pair's default (``none`` for an HRNet with a decoder that
+    takes the concatenated HRNet features, e.g. ``model.decoder=diffnet``, else ``imagenet``).
+    Modifies and returns ``cfg``."""
     m = cfg.model
     if m.input_norm == "auto":
         hrnet = m.encoder.split(".")[0].startswith("hrnet")
-        m.input_norm = "none" if m.decoder == "diffnet" and hrnet else "imagenet"
+        m.input_norm = "none" if hrnet and DECODERS.get(m.decoder).hrnet_features else "imagenet"
     return cfg
 
 
@@ -405,13 +352,13 @@ def validate(cfg: Config) -> None:
     _check(len(m.pose_size) == 0 or (len(m.pose_size) == 2 and min(m.pose_size) >= 32), "model.pose_size",
            f"[H, W] with H, W >= 32, or [] (the data size), got {m.pose_size}")
     _check(0 <= m.dca_dropout < 1, "model.dca_dropout", f"must be in [0, 1), got {m.dca_dropout}")
-    _check(m.decoder in ("monodepth2", "diffnet"), "model.decoder", f"monodepth2 | diffnet, got {m.decoder!r}")
+    DECODERS.check(m.decoder)  # the registered decoders (depth/registry.py), with did-you-mean
     _check(m.pose_decoder in ("monodepth2", "featdepth"), "model.pose_decoder",
            f"monodepth2 | featdepth, got {m.pose_decoder!r}")
     _check(m.input_norm in ("auto", "imagenet", "none"), "model.input_norm",
            f"auto | imagenet | none, got {m.input_norm!r}")
     _check(len(m.scales) > 0 and all(0 <= s <= 3 for s in m.scales), "model.scales", f"subset of 0..3, got {m.scales}")
-    _check(l.recipe in ("baseline", "dabnet"), "loss.recipe", f"baseline | dabnet, got {l.recipe!r}")
+    RECIPES.check(l.recipe)  # the registered loss recipes (depth/train/recipes/)
     _check(0 <= l.ssim_weight <= 1, "loss.ssim_weight", f"must be in [0, 1], got {l.ssim_weight}")
     _check(l.smoothness_weight >= 0, "loss.smoothness_weight", f"must be >= 0, got {l.smoothness_weight}")
     for key in ("color_jitter_prob", "flip_prob", "zoom_prob"):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from depth.io.convert import FORMATS, convert
+from depth.cli import add_debug_flag, parse_then_run
+from depth.io.formats import CONVERT_FORMATS
 
 __all__ = ["main"]
 
@@ -20,20 +21,13 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m depth.convert", description="Convert between Monodepth2 model folders and this project's checkpoints.",
                                 epilog="See docs/monodepth2.md.")
     p.add_argument("src", help="a Monodepth2 model folder, or a checkpoint file / run folder of this project")
-    p.add_argument("--output", required=True, help="the checkpoint file, or the new Monodepth2 folder, to write")
-    p.add_argument("--to", choices=FORMATS, default=None, help="output format (default: the other format of SRC)")
+    p.add_argument("--out", "--output", dest="output", required=True, help="the checkpoint file, or the new Monodepth2 folder, to write")
+    p.add_argument("--to", choices=CONVERT_FORMATS, default=None, help="output format (default: the other format of SRC)")
+    add_debug_flag(p)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        lines = convert(args.src, args.output, args.to)
-    except (OSError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print("\n".join(lines))
-    return 0
+main = parse_then_run(lambda argv: _parser().parse_args(argv), "depth.commands.convert")
 
 
 if __name__ == "__main__":

@@ -21,23 +21,25 @@ from typing import TypeVar
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from common.errors import InputError
 from data.frames import frames_to_tensor, resize_image
 from depth.eval.scale import stereo_scale
 from depth.geometry import disp_to_depth
 from depth.model import open_model
-from depth.resample import resize_linear
 
 __all__ = [
     "network_input", "predict_disparities", "batch_post_process_disparity", "centre_window",
-    "zoom_post_process", "batched", "ZOOM_PP_FACTORS", "TorchDepthRunner", "predict_frame",
+    "zoom_post_process", "zoom_window", "batched", "ZOOM_PP_SCALES", "ZOOM_PP_FACTORS", "TorchDepthRunner", "predict_frame",
 ]
 
 T = TypeVar("T")
 
-ZOOM_PP_FACTORS = (2.0, 4.0 / 3.0)
+ZOOM_PP_SCALES = (0.5, 0.75)  # the authors' zoom_pp, then zoom_pp_twice (window fractions)
+ZOOM_PP_FACTORS = tuple(1 / s for s in ZOOM_PP_SCALES)  # the same windows as zoom factors (2, 4/3)
 OUTPUTS = ("sigmoid", "disparity")
 
 
@@ -119,29 +121,41 @@ class _Forward:
         return batch_post_process_disparity(d[:n], d[n:, :, ::-1])
 
 
+def zoom_window(height: int, width: int, scale: float) -> tuple[int, int, int, int]:
+    """The DaB-Net authors' centre window ``(top, bottom, left, right)`` of fraction ``scale`` of a
+    ``height x width`` map: ``top = int((height - height * scale) / 2)``, ``bottom = height - top``
+    (columns alike)."""
+    top, left = int((height - height * scale) / 2), int((width - width * scale) / 2)
+    return top, height - top, left, width - left
+
+
 def _zoom_post_process(fwd: _Forward, images: Sequence[np.ndarray], size_wh: tuple[int, int],
-                       zooms: Sequence[float]) -> np.ndarray:
-    w_net, h_net = size_wh
-    acc = fwd.images(images, size_wh).astype(np.float64)
-    cnt = np.ones_like(acc)
-    for z in zooms:
-        crops = [_crop(im, centre_window(im.shape[0], im.shape[1], z)) for im in images]
-        d = fwd.images(crops, size_wh)
-        t, b, l, r = centre_window(h_net, w_net, z)
-        for i in range(len(images)):
-            acc[i, t:b, l:r] += resize_linear(d[i], (r - l, b - t))
-            cnt[i, t:b, l:r] += 1
-    return (acc / cnt).astype(np.float32)
+                       scales: Sequence[float]) -> np.ndarray:
+    x = network_input(images, size_wh)
+    h, w = x.shape[-2:]
+    disp = torch.from_numpy(fwd(x))[:, None]
+    for s in scales:  # in order: each step averages into what the previous ones left
+        t, b, l, r = zoom_window(h, w, s)
+        zoomed = F.interpolate(x[:, :, t:b, l:r], (h, w), mode="bilinear", align_corners=False)
+        z = F.interpolate(torch.from_numpy(fwd(zoomed))[:, None], (b - t, r - l), mode="bilinear",
+                          align_corners=False)
+        disp[:, :, t:b, l:r] = (disp[:, :, t:b, l:r] + z) / 2
+    return disp[:, 0].numpy()
 
 
 def zoom_post_process(predict: Callable[[Tensor], Tensor], images: Sequence[np.ndarray],
                       size_wh: tuple[int, int], *, min_depth: float = 0.1, max_depth: float = 100.0,
-                      zooms: Sequence[float] = ZOOM_PP_FACTORS, output: str = "sigmoid",
+                      scales: Sequence[float] = ZOOM_PP_SCALES, output: str = "sigmoid",
                       device: torch.device | str | None = None) -> np.ndarray:
-    """The zoom post-processing (docs/method.md §4): the full-image prediction averaged, inside
-    each centre window, with the predictions made on that window (cut from the full-resolution
-    image and resized to the network size). Returns ``(N, h, w)`` scaled disparities."""
-    return _zoom_post_process(_Forward(predict, min_depth, max_depth, output, device), images, size_wh, zooms)
+    """The DaB-Net authors' zoom post-processing (their ``zoom_pp`` then ``zoom_pp_twice``, on by
+    default in their evaluation script; docs/method.md §4), on the network input ``x`` of each image:
+    for each ``s`` of ``scales`` in order (0.5, then 0.75), the centre window of fraction ``s``
+    (:func:`zoom_window`) of ``x`` is upsampled to the network size (bilinear, ``align_corners=False``),
+    predicted, resized back to the window (bilinear) and averaged with what the disparity holds
+    there. Inside the 0.5 window the result is ``d/4 + z2/4 + z4/3 / 2``, in the ring up to 0.75
+    ``(d + z4/3) / 2``, outside ``d``. Averaging scaled disparities equals averaging the sigmoids
+    (the map between them is affine). Returns ``(N, h, w)`` scaled disparities."""
+    return _zoom_post_process(_Forward(predict, min_depth, max_depth, output, device), images, size_wh, scales)
 
 
 def predict_disparities(predict: Callable[[Tensor], Tensor], images: Iterable[np.ndarray],
@@ -166,7 +180,7 @@ def predict_disparities(predict: Callable[[Tensor], Tensor], images: Iterable[np
     with tqdm(desc="predict", unit="img", disable=not progress) as bar:
         for batch in batched(images, batch_size):
             if post_process == "zoom":
-                out.append(_zoom_post_process(fwd, batch, size_wh, ZOOM_PP_FACTORS))
+                out.append(_zoom_post_process(fwd, batch, size_wh, ZOOM_PP_SCALES))
             else:
                 out.append(fwd.images(batch, size_wh, flip=post_process == "flip"))
             bar.update(len(batch))
@@ -194,7 +208,7 @@ class TorchDepthRunner:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("--device cuda requested but CUDA is not available")
+            raise InputError("--device cuda requested but CUDA is not available")
         self.device = torch.device(device)
         self.loaded = open_model(checkpoint, map_location="cpu")  # .lines(): what was read
         nets, cfg = self.loaded.nets, self.loaded.cfg

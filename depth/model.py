@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from common.errors import CheckpointError, ConfigError
 from depth.config import Config, from_dict, resolve_input_norm
 from depth.geometry import depth_to_sigmoid
 from depth.io.checkpoint import find_checkpoint
@@ -81,8 +82,8 @@ def imagenet_weights(cfg: Config) -> dict[str, Path]:
     sharing ``model.weights_path`` when it is the depth encoder's architecture.
 
     Raises :class:`depth.io.imagenet.MissingWeightsError` (one line: the places searched and the command
-    that fills the cache) when any is missing, ``FileNotFoundError`` for a ``model.weights_path``
-    that is not a file, ``ValueError`` for an unknown model name."""
+    that fills the cache) when any is missing, :class:`~common.errors.MissingWeightsError` for a ``model.weights_path``
+    that is not a file, :class:`~common.errors.ConfigError` for an unknown model name."""
     m = cfg.model
     if not m.pretrained:
         return {}
@@ -95,8 +96,8 @@ def imagenet_weights(cfg: Config) -> dict[str, Path]:
         try:
             path = m.weights_path if key == "encoder" or same_arch else ""
             sources[key] = find_imagenet_weights(name, path)
-        except ValueError as e:
-            raise ValueError(f"model.{key}: {e}") from None
+        except ConfigError as e:  # a name timm has no weights of: say which key named it
+            raise ConfigError(f"model.{key}: {e}") from None
     missing = {k: s for k, s in sources.items() if s.path is None}
     if missing:
         where = "; ".join(f"model.{k}={names[k]} ({s.name}): searched {', '.join(s.searched)}"
@@ -161,7 +162,7 @@ def networks_from_checkpoint(ckpt: dict) -> tuple[Networks, Config]:
     net) loads without them."""
     missing = [k for k in ("depth_net", "pose_net", "config") if k not in ckpt]
     if missing:
-        raise RuntimeError(f"checkpoint lacks {missing}: not written by this project?")
+        raise CheckpointError(f"checkpoint lacks {missing}: not written by this project?")
     cfg = from_dict(ckpt["config"])
     nets = build_networks(cfg)
     nets.depth_net.load_state_dict(ckpt["depth_net"])
@@ -203,9 +204,9 @@ def open_model(path: str | Path, map_location: str | torch.device = "cpu") -> Lo
     * else a checkpoint file of this project or a run folder (its newest complete checkpoint,
       :func:`depth.io.checkpoint.find_checkpoint`; unreadable newer ones are listed in ``skipped``).
 
-    Every file is read with ``weights_only=True``. Raises ``FileNotFoundError`` / ``RuntimeError``
-    (:class:`depth.io.monodepth2.Monodepth2FormatError`, :class:`depth.io.dabnet.DabnetFormatError`
-    and :class:`depth.io.checkpoint.CheckpointError` are ones) naming the file.
+    Every file is read with ``weights_only=True``. Raises :class:`common.errors.CheckpointError`
+    (or its :class:`~common.errors.Monodepth2FormatError`, :class:`~common.errors.DabnetFormatError`,
+    :class:`~common.errors.CheckpointRefused`) naming the file.
     """
     folder = monodepth2_folder(path)
     if folder is not None:
@@ -216,9 +217,9 @@ def open_model(path: str | Path, map_location: str | torch.device = "cpu") -> Lo
         return LoadedModel(nets, cfg, Path(path), None)
     try:
         found = find_checkpoint(path, map_location)
-    except FileNotFoundError as e:
+    except CheckpointError as e:
         if Path(path).is_dir():
-            raise FileNotFoundError(
+            raise CheckpointError(
                 f"{e} (nor is {path} a Monodepth2 model folder: no encoder.pth / depth.pth)") from None
         raise
     nets, cfg = networks_from_checkpoint(found.state)

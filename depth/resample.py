@@ -1,9 +1,9 @@
 """OpenCV's ``INTER_LINEAR`` resize of a 2-D float map, reproduced bit for bit in numba.
 
 One place for the arithmetic (half-pixel centres, float32 weights, horizontal then vertical; the
-border rules of OpenCV's ``resizeGeneric``): :func:`resize_linear` resizes a whole map (the zoom
-post-processing, :mod:`depth.inference`), and the metric kernels of :mod:`depth.eval.metrics`
-sample the same interpolation at the GT pixels only (:func:`linear_tables`, :func:`bilinear_at`).
+border rules of OpenCV's ``resizeGeneric``): the metric kernels of :mod:`depth.eval.metrics` sample
+the interpolation at the GT pixels only (:func:`linear_tables`, :func:`bilinear_at`);
+:func:`resize_linear` resizes a whole map with it (the reference the kernels are tested against).
 """
 from __future__ import annotations
 

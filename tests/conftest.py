@@ -27,7 +27,7 @@ def _drop_module_folders(tmp_path_factory):
     """At the end of each test module, remove the folders its module- and function-scoped fixtures
     made with ``tmp_path_factory.mktemp`` (checkpoints, model folders: ~100 MB each), so the suite's
     temporary space is one module's, not the sum of all. Tests' own ``tmp_path`` folders (named after
-    the test) follow pytest's retention policy (pyproject.toml: kept only for failed tests)."""
+    the test) go when the test passes (:func:`_drop_passed_tmp_path`)."""
     base = tmp_path_factory.getbasetemp()
     before = {p.name for p in base.iterdir()}
     yield
@@ -35,6 +35,28 @@ def _drop_module_folders(tmp_path_factory):
         if (p.name not in before and p.is_dir() and not p.is_symlink() and not p.name.startswith("test_")
                 and not p.name.startswith(SESSION_FOLDERS)):
             shutil.rmtree(p, ignore_errors=True)
+
+
+CALL_PASSED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.stash[CALL_PASSED] = report.passed
+
+
+@pytest.fixture(autouse=True)
+def _drop_passed_tmp_path(request):
+    """A passed test's ``tmp_path`` is removed as soon as the test ends (pytest would keep every one
+    until the session ends; a failed test's stays for a look), so the suite's temporary space is about
+    one test's at a time."""
+    yield
+    path = request.node.funcargs.get("tmp_path")
+    if path is not None and request.node.stash.get(CALL_PASSED, False):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True, scope="session")

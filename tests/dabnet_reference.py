@@ -360,3 +360,35 @@ def randomize(net: nn.Module, seed: int = 0, gain: float = 1.3) -> nn.Module:
 def checkpoint(net: DaBNet) -> dict:
     """What their mmcv trainer saves: ``{'meta': ..., 'state_dict': ...}``."""
     return {"meta": {"epoch": 40, "iter": 1}, "state_dict": net.state_dict()}
+
+
+def centre_crop_upsampled(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Their test-time zoomed input (``MonoDataset.center_crop``): the centre ``scale`` window of the
+    network-size image (start ``int((h - h * scale) / 2)``, end ``h - start``, columns alike), upsampled
+    back to ``h x w`` (bilinear, ``align_corners=False``)."""
+    h, w = x.shape[-2:]
+    hs, ws = int((h - h * scale) / 2), int((w - w * scale) / 2)
+    return F.interpolate(x[:, :, hs:h - hs, ws:w - ws], [int(h), int(w)], mode="bilinear", align_corners=False)
+
+
+def zoom_pp(disp: torch.Tensor, zoomed_disp: torch.Tensor, scale: float) -> torch.Tensor:
+    """Their ``zoom_pp`` / ``zoom_pp_twice`` (``eval_depth_pp.py``): ``zoomed_disp`` (the sigmoid of
+    the zoomed input) resized to ``int(H * scale) x int(W * scale)`` and averaged into the centre
+    window of ``disp`` (the same window formula), in place; returns ``disp``."""
+    _, _, H, W = disp.shape
+    h, w = H * scale, W * scale
+    z = F.interpolate(zoomed_disp, [int(h), int(w)], mode="bilinear", align_corners=False)
+    hs, ws = int((H - h) / 2), int((W - w) / 2)
+    he, we = int(H - hs), int(W - ws)
+    disp[:, :, hs:he, ws:we] = (disp[:, :, hs:he, ws:we] + z) / 2
+    return disp
+
+
+def evaluate_zoom_pp(sigmoid_net, x: torch.Tensor, min_depth: float = 0.1, max_depth: float = 100.0) -> torch.Tensor:
+    """Their evaluation with ``zoom_post_process = True``: ``zoom_pp`` at 0.5 then ``zoom_pp_twice`` at
+    0.75 on the sigmoid, then ``disp_to_depth``'s scaled disparity ``(B, 1, H, W)``."""
+    disp = sigmoid_net(x)
+    disp = zoom_pp(disp, sigmoid_net(centre_crop_upsampled(x, 0.5)), 0.5)
+    disp = zoom_pp(disp, sigmoid_net(centre_crop_upsampled(x, 0.75)), 0.75)
+    lo, hi = 1 / max_depth, 1 / min_depth
+    return lo + (hi - lo) * disp

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from common.errors import DataError
 from data.datasets import build_training_data
 from data.frames import BadSampleError
 from data.velodyne import load_velodyne_points
 from depth.config import ConfigError, load_config
 from depth.io.checkpoint import load_checkpoint
 from depth.train.trainer import NonFiniteLossError, Trainer
-from train import skipped_errors
+from depth.commands.train import skipped_errors
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -88,7 +89,7 @@ def test_missing_neighbour_found_by_full_check_only(tiny_synthetic, tmp_path):
     cfg = _cfg(root, tmp_path / "run")
     build_training_data(cfg.data, cfg.augment)  # target frames only: passes
     cfg = _cfg(root, tmp_path / "run", "data.check=true")
-    with pytest.raises(FileNotFoundError, match="1 files of the training split") as e:
+    with pytest.raises(DataError, match="1 files of the training split") as e:
         build_training_data(cfg.data, cfg.augment)
     assert str(gone) in str(e.value)
 

@@ -4,16 +4,25 @@ from __future__ import annotations
 import torch
 
 from data.frames import BadSampleError
-from data.samples import BadSample, FrameBatch, collate
+from data.samples import BadSample, FrameBatch, FrameSample, collate
 from depth.train.sampling import EpochIndexed
 
 
-def _sample(i: int, stereo: bool = False) -> dict:
-    s = {"color": torch.full((3, 3, 4, 6), float(i)), "color_aug": torch.full((3, 3, 4, 6), i + 0.5),
-         "K": torch.eye(3) * (i + 1), "index": i}
-    if stereo:
-        s["T_stereo"] = torch.eye(4)
-    return s
+def _sample(i: int, stereo: bool = False) -> FrameSample:
+    return FrameSample(color=torch.full((3, 3, 4, 6), float(i)), color_aug=torch.full((3, 3, 4, 6), i + 0.5),
+                       K=torch.eye(3) * (i + 1), index=i, T_stereo=torch.eye(4) if stereo else None)
+
+
+def test_a_sample_reads_its_fields_by_name_as_well():
+    s = _sample(2, stereo=True)
+    assert s["K"] is s.K and s["index"] == 2 and list(s.keys()) == ["color", "color_aug", "K", "index", "T_stereo"]
+    assert _sample(1).keys() == {"color", "color_aug", "K", "index"}
+    try:
+        _sample(1)["T_stereo"]
+    except KeyError:
+        pass
+    else:
+        raise AssertionError("a sample without stereo has no T_stereo key")
 
 
 def test_collate_stacks_samples_into_a_typed_batch():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from common.errors import DataError
 from data.calib import (intrinsics_from_calib, load_cam_to_cam, projection_velo_to_image, read_calib_file,
                         velo_to_cam)
 
@@ -35,11 +36,11 @@ def test_intrinsics_and_projection(kitti_sample):
 
 
 def test_missing_file_and_key_are_named(tmp_path, kitti_sample):
-    with pytest.raises(FileNotFoundError, match="calib_cam_to_cam.txt"):
+    with pytest.raises(DataError, match="calib_cam_to_cam.txt"):
         intrinsics_from_calib(tmp_path)
     src = (kitti_sample / "2011_09_26" / "calib_cam_to_cam.txt").read_text().splitlines()
     (tmp_path / "calib_cam_to_cam.txt").write_text("\n".join(l for l in src if not l.startswith("P_rect_02")))
-    with pytest.raises(KeyError, match=r"calib_cam_to_cam\.txt.*P_rect_02"):
+    with pytest.raises(DataError, match=r"calib_cam_to_cam\.txt.*P_rect_02"):
         intrinsics_from_calib(tmp_path, cam=2)
     bad = tmp_path / "bad"
     bad.mkdir()

@@ -4,6 +4,7 @@ how to choose another."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 import evaluate
 import train
+from common.errors import DataError, InputError
 from depth.cli import command_errors, error_line
 from depth.config import load_config
 from depth.export import main as export_main
@@ -46,7 +48,7 @@ def truncated_checkpoint(tmp_path_factory) -> Path:
 def test_command_errors_maps_bad_input_to_one_line_and_exit_2(capsys):
     @command_errors
     def main(argv=None):
-        raise KeyError("calibration file c.txt has no key 'P_rect_02'")
+        raise DataError("calibration file c.txt has no key 'P_rect_02'")
 
     assert main([]) == 2
     assert capsys.readouterr().err == "error: calibration file c.txt has no key 'P_rect_02'\n"
@@ -60,7 +62,32 @@ def test_command_errors_maps_bad_input_to_one_line_and_exit_2(capsys):
 
     with pytest.raises(ZeroDivisionError):  # defects keep their traceback (exit status 1)
         bug([])
-    assert error_line(FileNotFoundError("split file not found: x.txt")) == "error: split file not found: x.txt"
+    assert error_line(DataError("split file not found: x.txt")) == "error: split file not found: x.txt"
+
+
+@pytest.mark.parametrize("error", [KeyError("P_rect_02"), ValueError("bad value"), FileNotFoundError("x.txt")])
+def test_bare_builtin_errors_are_defects_not_bad_input(error):
+    """Only the InputError tree is bad input: a bare KeyError / ValueError / OSError reaching a
+    command is a missing check and keeps its traceback."""
+    @command_errors
+    def main(argv=None):
+        raise error
+
+    with pytest.raises(type(error)):
+        main([])
+
+
+def test_every_error_class_has_one_base_in_the_tree():
+    """One base class for bad input, and no error class with two bases (common.errors)."""
+    import common.errors as tree
+    classes = [getattr(tree, n) for n in tree.__all__]
+    assert all(issubclass(c, InputError) for c in classes)
+    assert all(len(c.__bases__) == 1 for c in classes)
+    for mod in ("depth", "data", "common"):
+        for path in (ROOT / mod).rglob("*.py"):
+            text = path.read_text()
+            assert not re.search(r"^class \w+(Error|Refused|NotFound|Missing)\((?!RuntimeError\))", text, re.M) \
+                or path.name == "errors.py", f"{path}: error classes belong to common/errors.py (or are runtime failures)"
 
 
 # ---------------------------------------------------------------- evaluate.py
@@ -144,3 +171,37 @@ def test_predict_and_export_truncated_checkpoint(truncated_checkpoint, tmp_path,
     assert export_main(["--checkpoint", str(truncated_checkpoint), "--output", str(tmp_path / "m.onnx")]) == 2
     assert "could not be read" in _one_line(capsys.readouterr().err)
     assert not (tmp_path / "m.onnx").exists()
+
+
+# ---------------------------------------------------------------- one vocabulary, parsers first
+
+HELP_COMMANDS = {"train.py": ["train.py"], "evaluate.py depth": ["evaluate.py", "depth"],
+                 "depth.predict": ["-m", "depth.predict"], "depth.export": ["-m", "depth.export"],
+                 "depth.convert": ["-m", "depth.convert"]}
+
+
+@pytest.mark.parametrize("name", list(HELP_COMMANDS))
+def test_help_imports_neither_torch_nor_timm(name):
+    """--help is answered by the parser alone (depth/commands/ runs the command after parsing)."""
+    args = HELP_COMMANDS[name]
+    target = f"runpy.run_module({args[1]!r}, run_name='__main__')" if args[0] == "-m" else \
+        f"runpy.run_path({args[0]!r}, run_name='__main__')"
+    argv = [args[1] if args[0] == "-m" else args[0], *args[(2 if args[0] == "-m" else 1):], "--help"]
+    code = (f"import runpy, sys\nsys.argv = {argv!r}\ntry:\n    {target}\nexcept SystemExit as e:\n    code = e.code\n"
+            f"print('EXIT', code, 'torch' in sys.modules, 'timm' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip().splitlines()[-1] == "EXIT 0 False False", r.stdout[-500:] + r.stderr
+
+
+def test_old_flag_spellings_still_parse():
+    from depth.convert import _parser as convert_parser
+    from depth.export import _parser as export_parser
+    from depth.predict import _parser as predict_parser
+    for parser in (export_parser(), ):
+        assert parser.parse_args(["--checkpoint", "c", "--output", "x.onnx"]).output == "x.onnx"
+        assert parser.parse_args(["--checkpoint", "c", "--out", "x.onnx"]).output == "x.onnx"
+    assert convert_parser().parse_args(["src", "--output", "o"]).output == "o"
+    assert convert_parser().parse_args(["src", "--out", "o"]).output == "o"
+    for flag in ("--quiet", "--no-progress"):
+        assert predict_parser().parse_args(["--checkpoint", "c", "in.png", "--out", "d", flag]).quiet
+    assert train.parse_args(["--no-progress"]).no_progress

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from depth.config import Config, ConfigError, load_config
+from depth.convert import main as convert_main
 from depth.export import main as export_main
 from depth.geometry import disp_to_depth
 from depth.io.dabnet import DabnetFormatError, dabnet_file
@@ -192,3 +193,23 @@ def test_featdepth_pose_net_resizes_as_the_authors_do():
     assert load_config(configs / "dabnet_kitti_1024x320.yaml").model.pose_decoder == "featdepth"
     with pytest.raises(ConfigError, match="model.pose_decoder"):
         load_config(configs / "synthetic.yaml", ["model.pose_decoder=posecnn"])
+
+
+def test_convert_their_checkpoint_to_a_project_checkpoint(tmp_path, dca_model, capsys):
+    """python -m depth.convert THEIR_FILE --out DST: a project checkpoint whose networks give their
+    network's outputs; --to monodepth2 is refused (one line, nothing written)."""
+    theirs, path = dca_model
+    out = tmp_path / "ours.pt"
+    assert convert_main([str(path), "--out", str(out)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"wrote {out}: project checkpoint of the DaB-Net authors' model in {path}")
+    assert "hrnet_w18" in line and "diffnet + DCA decoder" in line and "depth + pose" in line
+    nets, cfg = load_model(out)
+    assert (cfg.model.encoder, cfg.model.decoder, cfg.model.dca) == ("hrnet_w18", "diffnet", True)
+    x = _image(64, 96, 3)
+    with torch.no_grad():
+        assert torch.allclose(nets.depth_net(x), theirs.depth(x), atol=TOL)
+    bad = tmp_path / "mono"
+    assert convert_main([str(path), "--out", str(bad), "--to", "monodepth2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "converts to a project checkpoint only" in err[0] and not bad.exists()

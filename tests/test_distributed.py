@@ -93,7 +93,7 @@ def test_training_across_an_epoch_sends_collectives_to_the_group_device(tiny_syn
     train_set, _, _ = build_training_data(cfg.data, cfg.augment, cfg.train.seed)
     trainer = Trainer(cfg, train_set)
     assert trainer.collective_device == torch.device("cpu")  # what the gloo group reduces
-    trainer.collective_device = lazy_device  # as if it were an NCCL group: not the counters' CPU
+    trainer.where.collective_device = lazy_device  # as if it were an NCCL group: not the counters' CPU
     strict = _StrictAllReduce(lazy_device, dist.all_reduce)
     monkeypatch.setattr(dist, "all_reduce", strict)
     result = trainer.fit()

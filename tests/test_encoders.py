@@ -314,7 +314,7 @@ def test_wrong_weights_file_stops_instead_of_training_from_scratch(tmp_path):
     torch.save(tvm.resnet18(weights=None).state_dict(), tmp_path / "r18.pth")
     with pytest.raises(MissingWeightsError, match="not ImageNet weights of resnet50"):
         create_encoder("resnet50", 3, tmp_path / "r18.pth")
-    with pytest.raises(FileNotFoundError, match="model.weights_path"):
+    with pytest.raises(MissingWeightsError, match="^model.weights_path: no such file"):
         imagenet_weights(load_config(overrides=["model.weights_path=/nonexistent/r18.pth"]))
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from depth.config import load_config
 from depth.eval.gt import SparseGT, save_sparse_gt
@@ -28,7 +29,9 @@ from depth.inference import (
     centre_window,
     predict_disparities,
     zoom_post_process,
+    zoom_window,
 )
+from tests import dabnet_reference
 from tests.helpers import write_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,25 +82,45 @@ def test_zoom_post_process_averages_inside_windows():
 
 
 def test_zoom_post_process_hand_values_per_window():
-    """A network whose constant output is the bright fraction of what it sees, on an image bright
-    exactly in its 2x centre window: the full view sees 1/4 bright, the 2x crop all bright, the 4/3
-    crop (1/2 / 3/4)^2 = 4/9. Zoom post-processing must give, per network pixel, the mean of the
-    predictions whose window covers it: all three in the 2x window, full + 4/3 in the ring between
-    the windows, the full prediction outside -- hand values, so a no-op or a wrong window fails."""
-    img = np.zeros((60, 200, 3), np.uint8)
-    img[15:45, 50:150] = 255  # the 2x centre window of a 60x200 image
+    """A network whose constant output is the bright fraction of what it sees, on a network-size
+    image bright exactly in its centre half: the full view sees 1/4 bright, the 2x zoom all bright,
+    the 4/3 zoom 4/9 (the bright 16x48 of its 24x72 window). The authors' order (zoom_pp, then
+    zoom_pp_twice) gives d/4 + z2/4 + z4/3 / 2 in the half window, (d + z4/3)/2 in the ring up to
+    3/4, d outside -- hand values, so a no-op, a plain mean or a wrong window fails."""
+    img = np.zeros((32, 96, 3), np.uint8)
+    img[8:24, 24:72] = 255  # the centre half of a 32x96 image = the network size (no resize)
     mean_input = lambda x: x.mean((1, 2, 3), keepdim=True).expand(x.shape[0], 1, *x.shape[2:])  # noqa: E731
     lo, hi = 1 / 100, 1 / 0.1
     disp = lambda s: lo + (hi - lo) * s  # noqa: E731  (scaled disparity of a sigmoid output s)
-    d = zoom_post_process(mean_input, [img], (100, 30), min_depth=0.1, max_depth=100)[0]
-    assert d.shape == (30, 100)
-    full, two, four_thirds = disp(0.25), disp(1.0), disp(4 / 9)
-    t2, b2, l2, r2 = centre_window(30, 100, 2)
-    t3, b3, l3, r3 = centre_window(30, 100, 4 / 3)
-    assert l3 < l2 and t3 < t2  # the 4/3 window contains the 2x one
-    assert d[0, 0] == pytest.approx(full, rel=1e-3)  # outside both windows
-    assert d[(t2 + b2) // 2, l3] == pytest.approx((full + four_thirds) / 2, rel=2e-2)  # in the ring
-    assert d[(t2 + b2) // 2, (l2 + r2) // 2] == pytest.approx((full + two + four_thirds) / 3, rel=2e-2)
+    d = zoom_post_process(mean_input, [img], (96, 32), min_depth=0.1, max_depth=100)[0]
+    assert d.shape == (32, 96)
+    assert zoom_window(32, 96, 0.5) == (8, 24, 24, 72) and zoom_window(32, 96, 0.75) == (4, 28, 12, 84)
+    full, two = disp(0.25), disp(1.0)
+    crop = torch.from_numpy(img[4:28, 12:84]).permute(2, 0, 1)[None].float() / 255
+    four_thirds = disp(float(F.interpolate(crop, (32, 96), mode="bilinear", align_corners=False).mean()))
+    assert four_thirds == pytest.approx(disp(4 / 9), rel=2e-2)
+    assert d[0, 0] == pytest.approx(full, rel=1e-5)  # outside both windows
+    assert d[16, 14] == pytest.approx((full + four_thirds) / 2, rel=1e-5)  # in the ring
+    assert d[16, 48] == pytest.approx(full / 4 + two / 4 + four_thirds / 2, rel=1e-5)  # in the half window
+
+
+def test_zoom_post_process_equals_the_authors_zoom_pp_then_zoom_pp_twice():
+    """--post-process zoom against tests/dabnet_reference.py's re-implementation of the authors'
+    eval_depth_pp.py (zoom_pp at 0.5, zoom_pp_twice at 0.75, on the sigmoid, then disp_to_depth),
+    with a network whose output depends on where and what it sees, at their sizes."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 5, padding=2), torch.nn.ReLU(), torch.nn.Conv2d(4, 1, 3, padding=1),
+                              torch.nn.Sigmoid()).eval()
+    rng = np.random.default_rng(0)
+    for h, w in ((192, 640), (64, 96)):
+        imgs = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(2)]
+        ours = predict_disparities(net, imgs, (w, h), post_process="zoom", min_depth=0.1, max_depth=100)
+        x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255
+        with torch.no_grad():
+            theirs = dabnet_reference.evaluate_zoom_pp(net, x)[:, 0].numpy()
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+        plain = predict_disparities(net, imgs, (w, h))
+        assert np.abs(ours - plain).max() > 1e-3  # the post-processing changed something
 
 
 def test_flip_post_process_in_predict():

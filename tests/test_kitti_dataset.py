@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.errors import DataError
 from data.calib import intrinsics_from_calib
 from data.frames import BadSampleError, read_image
 from data.kitti import KittiImageSet, KittiRawDataset, image_path, odometry_frames
@@ -71,7 +72,7 @@ def test_calib_without_p_rect_02_names_file_and_key(kitti_sample, tmp_path):
     calib = root / DATE / "calib_cam_to_cam.txt"
     calib.write_text("".join(l for l in calib.read_text().splitlines(True) if not l.startswith("P_rect_02")))
     entries = _split(tmp_path, f"{DRIVE} 1 l\n")
-    with pytest.raises(KeyError) as e:
+    with pytest.raises(DataError) as e:
         _dataset(root, entries)[0]
     assert "P_rect_02" in str(e.value) and str(calib) in str(e.value)
 
@@ -79,7 +80,7 @@ def test_calib_without_p_rect_02_names_file_and_key(kitti_sample, tmp_path):
 def test_missing_calib_file_names_it(kitti_sample, tmp_path):
     root = _tmp_layout(kitti_sample, tmp_path)
     (root / DATE / "calib_cam_to_cam.txt").unlink()
-    with pytest.raises(FileNotFoundError, match="calib_cam_to_cam.txt"):
+    with pytest.raises(DataError, match="calib_cam_to_cam.txt"):
         _dataset(root, _split(tmp_path, f"{DRIVE} 1 l\n"))[0]
 
 

@@ -43,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import depth.train.losses as losses_module
-import depth.train.trainer as trainer_module
+import depth.train.objective as objective_module
 from data.datasets import build_training_data
 from data.samples import collate
 from data.splits import read_split_file, split_file
@@ -179,7 +179,7 @@ def _assemble(trainer: Trainer, batch, nets: nn.Module, step: int = 0) -> dict:
     sources, K, the pose matrices) and the finest-scale warp of every source."""
     seen: dict = {}
     warps: list = []
-    real_loss, real_warp = trainer_module.self_supervised_loss, losses_module.warp
+    real_loss, real_warp = objective_module.self_supervised_loss, losses_module.warp
 
     def loss_spy(disparities, target, sources, K, poses, **kw):
         seen.update(target=target, sources=sources, K=K, poses=poses)
@@ -191,7 +191,7 @@ def _assemble(trainer: Trainer, batch, nets: nn.Module, step: int = 0) -> dict:
         return out
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(trainer_module, "self_supervised_loss", loss_spy)
+        mp.setattr(objective_module, "self_supervised_loss", loss_spy)
         mp.setattr(losses_module, "warp", warp_spy)
         with torch.no_grad():
             terms, _ = trainer.compute_loss(batch, step=step, model=nets)

@@ -15,6 +15,7 @@ import pytest
 import torch
 import torchvision.models as tvm
 
+from common.errors import CheckpointError
 import evaluate
 from data.datasets import build_training_data
 from data.frames import frames_to_tensor
@@ -130,10 +131,10 @@ def test_load_model_roundtrip_returns_config(tmp_path):
 
 
 def test_load_model_errors_name_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.pt"):
+    with pytest.raises(CheckpointError, match="nope.pt"):
         load_model(tmp_path / "nope.pt")
     torch.save({"depth_net": {}, "config": {}}, tmp_path / "depth_only.pt")
-    with pytest.raises(RuntimeError, match="pose_net"):
+    with pytest.raises(CheckpointError, match="pose_net"):
         load_model(tmp_path / "depth_only.pt")
 
 

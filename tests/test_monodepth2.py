@@ -20,6 +20,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from common.errors import InputError
 import evaluate
 from data.datasets import build_training_data
 from data.samples import collate
@@ -292,10 +293,10 @@ def test_bad_folder_named_exit_2_nothing_written(mono_folder, tmp_path, capsys, 
     folder = tmp_path / "model"
     _copy_folder(mono_folder[0], folder, name)
     damage(folder)
-    with pytest.raises((FileNotFoundError, Monodepth2FormatError)) as info:
+    with pytest.raises(Monodepth2FormatError) as info:
         load_model(folder)
     assert str(folder / name) in str(info.value) and message in str(info.value)
-    assert isinstance(info.value, RuntimeError | FileNotFoundError)  # what every command turns into exit 2
+    assert isinstance(info.value, InputError)  # what every command turns into exit 2
     out = tmp_path / "out.pt"
     assert convert.main([str(folder), "--output", str(out)]) == 2
     err = capsys.readouterr().err

@@ -162,7 +162,7 @@ def test_colorize_disparity_spans_min_to_95th_percentile():
 def _fake_predict(monkeypatch):
     """predict_frame replaced by a disparity that grows with the frame's brightness (frame i of
     _write_video is 40 i grey on its right half): a per-frame colour range would hide the growth."""
-    import depth.predict as predict_mod
+    import depth.commands.predict as predict_mod
 
     def fake(runner, rgb, scale=None):
         h, w = rgb.shape[:2]

@@ -10,7 +10,7 @@ import torch
 
 from data.datasets import build_training_data
 from depth.config import load_config
-from depth.train import trainer as trainer_module
+from depth.train import objective as objective_module
 from depth.train.trainer import RANDOM_STREAMS, Trainer, collate, step_seed, stream_seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +52,8 @@ def test_zoom_draws_do_not_depend_on_dropout(tiny_synthetic, tmp_path, monkeypat
         seen.append(K.clone())
         return real(disparities, target, sources, K, poses, **kw)
 
-    real = trainer_module.self_supervised_loss
-    monkeypatch.setattr(trainer_module, "self_supervised_loss", spy)
+    real = objective_module.self_supervised_loss
+    monkeypatch.setattr(objective_module, "self_supervised_loss", spy)
     for dca in ("false", "true"):
         cfg = load_config(ROOT / "configs" / "synthetic.yaml", [
             f"data.root={tiny_synthetic}", f"data.split={tiny_synthetic / 'splits'}",

@@ -215,21 +215,21 @@ def test_trainer_fit_refuses_a_folder_with_checkpoints(tiny_synthetic, tmp_path,
 def test_progress_bar_loss_is_at_most_a_few_steps_old(tiny_synthetic, tmp_path, monkeypatch):
     """With log_every far above the run's length the bar still shows a recent loss: the steps at
     which it was set are never more than PROGRESS_LOSS_EVERY apart (and include the last ones)."""
-    import depth.train.trainer as trainer_module
+    import depth.train.run_log as run_log
 
     shown: list[int] = []
 
-    class RecordingBar(trainer_module.tqdm):
+    class RecordingBar(run_log.tqdm):
         def set_postfix(self, *args, **kwargs):
             shown.append(self.n)
             return super().set_postfix(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "tqdm", RecordingBar)
+    monkeypatch.setattr(run_log, "tqdm", RecordingBar)
     cfg = load_config(ROOT / "configs" / "synthetic.yaml",
                       _overrides(tiny_synthetic, tmp_path / "r", "train.max_steps=7", "train.log_every=250",
                                  "train.progress=true", "train.checkpoint_every=0"))
     train_set, _, _ = build_training_data(cfg.data, cfg.augment)
     Trainer(cfg, train_set).fit()
-    every = trainer_module.PROGRESS_LOSS_EVERY
+    every = run_log.PROGRESS_LOSS_EVERY
     assert shown and shown[0] == 1 and 7 - shown[-1] < every
     assert max(b - a for a, b in zip(shown, shown[1:])) <= every

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.errors import CheckpointError
 from common.atomic import atomic_write_dir, atomic_write_text
 from depth.io.checkpoint import atomic_torch_save, load_checkpoint, save_checkpoint
 from depth.train.sampling import ResumableSampler
@@ -203,17 +204,17 @@ def test_save_checkpoint_leaves_foreign_files(tmp_path):
 def test_load_checkpoint_garbage_names_file(tmp_path):
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"this is not a checkpoint" * 10)
-    with pytest.raises(RuntimeError) as e:
+    with pytest.raises(CheckpointError) as e:
         load_checkpoint(bad)
     assert str(bad) in str(e.value)
 
 
 def test_load_checkpoint_missing_and_foreign(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothing.pt"):
+    with pytest.raises(CheckpointError, match="nothing.pt"):
         load_checkpoint(tmp_path / "nothing.pt")
     foreign = tmp_path / "foreign.pt"
     torch.save({"model": {}}, foreign)
-    with pytest.raises(RuntimeError, match="depth_net"):
+    with pytest.raises(CheckpointError, match="depth_net"):
         load_checkpoint(foreign)
 
 
@@ -233,5 +234,5 @@ def test_load_checkpoint_run_folder_falls_back_to_newest_readable(tmp_path):
     assert load_checkpoint(tmp_path / "run")["step"] == 1
     # nothing readable: the error names the folder
     (folder / "step_00000001.pt").write_bytes(b"damaged")
-    with pytest.raises(RuntimeError, match="checkpoints"):
+    with pytest.raises(CheckpointError, match="checkpoints"):
         load_checkpoint(tmp_path / "run")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.errors import DataError
 from data import synthetic as S
 from data.calib import read_calib_file
 from data.splits import read_split_file
@@ -248,11 +249,11 @@ def test_ensure_synthetic(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["data"], "no temporary folder left behind"
     S.ensure_synthetic(root, **kw)
     assert marker.stat().st_mtime_ns == stamp, "second call must not regenerate"
-    with pytest.raises(RuntimeError, match="different parameters"):
+    with pytest.raises(DataError, match="different parameters"):
         S.ensure_synthetic(root, **{**kw, "seed": 6})
     other = tmp_path / "other"
     other.mkdir()
     (other / "user_file.txt").write_text("keep me")
-    with pytest.raises(RuntimeError, match="not a synthetic dataset"):
+    with pytest.raises(DataError, match="not a synthetic dataset"):
         S.ensure_synthetic(other, **kw)
     assert (other / "user_file.txt").read_text() == "keep me"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from common.errors import DataError
 from data import synthetic as syn
 from data.synthetic import rig
 from data.calib import intrinsics_from_calib
@@ -89,5 +90,5 @@ def test_rendering_again_is_skipped_and_needs_a_dataset(lensed, tmp_path):
     mtime = marker.stat().st_mtime_ns
     render_lenses(root, [0.75])
     assert marker.stat().st_mtime_ns == mtime
-    with pytest.raises(FileNotFoundError, match="synthetic.json"):
+    with pytest.raises(DataError, match="synthetic.json"):
         render_lenses(tmp_path, [0.75])

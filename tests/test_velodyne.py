@@ -8,6 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from common.errors import DataError
 import evaluate
 from data.calib import read_calib_file
 from data.velodyne import _dedupe_monodepth2, generate_depth_map, load_velodyne_points, read_benchmark_png
@@ -157,7 +158,7 @@ def test_benchmark_png_reader(kitti_sample):
 
 
 def test_broken_scans_are_named(tmp_path, kitti_sample):
-    with pytest.raises(FileNotFoundError, match="missing.bin"):
+    with pytest.raises(DataError, match="missing.bin"):
         load_velodyne_points(tmp_path / "missing.bin")
     bad = tmp_path / "0000000001.bin"
     bad.write_bytes(np.arange(10, dtype=np.float32).tobytes())  # 40 bytes, not a multiple of 16
@@ -167,13 +168,13 @@ def test_broken_scans_are_named(tmp_path, kitti_sample):
     nan.write_bytes(np.array([[np.nan, 0, 0, 0]] * 2, np.float32).tobytes())
     with pytest.raises(ValueError, match="nan.bin"):
         load_velodyne_points(nan)
-    with pytest.raises(FileNotFoundError, match="calib_cam_to_cam.txt"):
+    with pytest.raises(DataError, match="calib_cam_to_cam.txt"):
         export_gt(tmp_path, [("2011_09_26/x_sync", 3, "l")], progress=False)
     calib = tmp_path / "2011_09_26"
     calib.mkdir()
     for name in ("calib_cam_to_cam.txt", "calib_velo_to_cam.txt"):
         (calib / name).write_text((kitti_sample / "2011_09_26" / name).read_text())
-    with pytest.raises(FileNotFoundError, match=r"velodyne_points.data.0000000003\.bin"):
+    with pytest.raises(DataError, match=r"velodyne_points.data.0000000003\.bin"):
         export_gt(tmp_path, [("2011_09_26/x_sync", 3, "l")], progress=False)
 
 

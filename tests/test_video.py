@@ -3,7 +3,6 @@ frames for a tiny dataset), static-frame filter, validation loss without GT."""
 from __future__ import annotations
 
 import json
-import types
 from pathlib import Path
 
 import cv2
@@ -12,6 +11,7 @@ import pytest
 import torch
 
 import train
+from data.config import AugmentConfig, DataConfig
 from data.frames import monodepth2_intrinsics
 from data.samples import collate
 from data.video import (
@@ -71,18 +71,16 @@ def _write_mp4(path, frames, fps=10):
     w.release()
 
 
-def _cfg(root, **kw):
-    d = dict(root=str(root), intrinsics="auto", fx=0.0, fy=0.0, cx=0.0, cy=0.0, allow_default_intrinsics=False,
-             frame_stride=1, static_threshold=0.0, val_fraction=0.0, cache_dir="", cache_images=False,
-             height=64, width=128, frame_ids=[0, -1, 1])
+def _cfg(root, **kw) -> DataConfig:
+    d = dict(dataset="video", root=str(root), intrinsics="auto", val_fraction=0.0, height=64, width=128)
     d.update(kw)
-    return types.SimpleNamespace(**d)
+    return DataConfig(**d)
 
 
-def _augment(**kw):
-    d = dict(color_jitter_prob=0.0, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.1, flip_prob=0.0)
+def _augment(**kw) -> AugmentConfig:
+    d = dict(color_jitter_prob=0.0, flip_prob=0.0)
     d.update(kw)
-    return types.SimpleNamespace(**d)
+    return AugmentConfig(**d)
 
 
 K_ORIG = dict(fx=250.0, fy=240.0, cx=0.3 * W0, cy=0.7 * H0)  # non-centred principal point

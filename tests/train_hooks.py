@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import depth.io.checkpoint as checkpoint_module  # noqa: E402
 import depth.train.trainer as trainer_module  # noqa: E402
 from tests.helpers import use_sgd  # noqa: E402
 
@@ -32,7 +33,7 @@ flag = os.environ.get("HOOK_FLAG", "")
 in_save = os.environ.get("HOOK_SIGNAL_IN_SAVE", "")
 
 real_step = trainer_module.Trainer.train_step
-real_save = trainer_module.save_checkpoint
+real_save = checkpoint_module.save_checkpoint
 
 
 def train_step(self, batch):
@@ -65,7 +66,7 @@ def init(self, *args, **kwargs):
 
 trainer_module.Trainer.train_step = train_step
 trainer_module.Trainer.__init__ = init
-trainer_module.save_checkpoint = save_checkpoint
+checkpoint_module.save_checkpoint = save_checkpoint
 
 sys.argv = [str(ROOT / "train.py"), *sys.argv[1:]]
 runpy.run_path(str(ROOT / "train.py"), run_name="__main__")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import DataError
 from common.atomic import atomic_write_dir, atomic_write_text
 from data.synthetic import rig, scene, writer
 from data.synthetic.render import render
@@ -122,12 +123,12 @@ def _render_lens(root: Path, factor: float, params: dict, verbose: bool) -> None
 def render_lenses(root: str | Path, factors, verbose: bool = False) -> list[Path]:
     """Render the test drives of the synthetic dataset at ``root`` through every lens factor in
     ``factors`` that is not there yet (``lens.json`` present and matching); factor 1 is the dataset
-    itself. Returns the test split file of every factor, in order. ``FileNotFoundError`` when
+    itself. Returns the test split file of every factor, in order. :class:`common.errors.DataError` when
     ``root`` is not a complete synthetic dataset."""
     root = Path(root)
     marker = root / writer.MARKER
     if not marker.is_file():
-        raise FileNotFoundError(f"{marker} not found: render the lenses of a complete synthetic dataset "
+        raise DataError(f"{marker} not found: render the lenses of a complete synthetic dataset "
                                 f"(python -m data.synthetic --out DIR)")
     params = json.loads(marker.read_text())
     out = []

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.errors import ConfigError, DataError
 from common.atomic import atomic_write_dir, atomic_write_text
 from data.synthetic.lidar import simulate_lidar
 from data.synthetic.render import render
@@ -100,12 +101,12 @@ def _params(seed, drives, frames, test_drives, gt_every) -> dict:
 
 def _check_args(drives, frames, test_drives, gt_every):
     if frames < 3:
-        raise ValueError(f"frames must be >= 3 (train/test frames need both neighbours), got {frames}")
+        raise ConfigError(f"frames must be >= 3 (train/test frames need both neighbours), got {frames}")
     if drives < 1 or not 0 <= test_drives <= drives:
-        raise ValueError(f"need drives >= 1 and 0 <= test_drives <= drives, got drives={drives}, "
+        raise ConfigError(f"need drives >= 1 and 0 <= test_drives <= drives, got drives={drives}, "
                          f"test_drives={test_drives}")
     if gt_every < 1:
-        raise ValueError(f"gt_every must be >= 1, got {gt_every}")
+        raise ConfigError(f"gt_every must be >= 1, got {gt_every}")
 
 
 def generate(out: str | Path, seed: int = DEFAULTS["seed"], drives: int = DEFAULTS["drives"],
@@ -195,14 +196,14 @@ def _read_marker(root: Path) -> dict | None:
     try:
         return json.loads(p.read_text())
     except (OSError, ValueError) as e:
-        raise RuntimeError(f"unreadable synthetic dataset marker {p}: {e}") from None
+        raise DataError(f"unreadable synthetic dataset marker {p}: {e}") from None
 
 
 def _compare(root: Path, have: dict, want: dict) -> None:
     diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
     if diff:
         desc = ", ".join(f"{k}: on disk {a!r}, requested {b!r}" for k, (a, b) in sorted(diff.items()))
-        raise RuntimeError(
+        raise DataError(
             f"{root} holds a synthetic dataset generated with different parameters ({desc}). "
             f"Use another root, request the same parameters, or delete {root} yourself.")
 
@@ -213,7 +214,7 @@ def ensure_synthetic(root: str | Path, seed: int = DEFAULTS["seed"], drives: int
     """Generate the dataset into ``root`` unless it is already there (``root/synthetic.json``).
 
     Generation happens in a temporary sibling folder that is renamed to ``root`` at the end, so an
-    interrupted run leaves no partial dataset at ``root``. Raises ``RuntimeError`` if ``root`` holds
+    interrupted run leaves no partial dataset at ``root``. Raises :class:`common.errors.DataError` if ``root`` holds
     a dataset made with other parameters, or is a non-empty folder without the marker."""
     _check_args(drives, frames, test_drives, gt_every)
     root = Path(root).resolve()
@@ -226,7 +227,7 @@ def ensure_synthetic(root: str | Path, seed: int = DEFAULTS["seed"], drives: int
         return root
     if root.exists():
         if not root.is_dir() or any(root.iterdir()):
-            raise RuntimeError(f"{root} exists and is not a synthetic dataset (no {MARKER}); "
+            raise DataError(f"{root} exists and is not a synthetic dataset (no {MARKER}); "
                                f"refusing to write into it")
         root.rmdir()
     try:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import EvalError
 from common.arrays import open_array_file
 from depth.eval.metrics import METRIC_NAMES
 from depth.inference import centre_window, predict_disparities
@@ -58,7 +59,7 @@ def load_disparities(path: str | Path) -> np.ndarray:
     if d.ndim == 4 and d.shape[1] == 1:
         d = d[:, 0]
     if d.ndim != 3:
-        raise ValueError(f"disparities {path} must be an (N, h, w) array, got shape {d.shape}")
+        raise EvalError(f"disparities {path} must be an (N, h, w) array, got shape {d.shape}")
     return np.ascontiguousarray(d, dtype=np.float32)
 
 
@@ -69,7 +70,7 @@ def _gt_shapes(gt) -> list[tuple[int, int]]:
 def _at_gt_size(images: Iterable[np.ndarray], shapes: list[tuple[int, int]]) -> Iterator[np.ndarray]:
     for i, (im, s) in enumerate(zip(images, shapes)):
         if tuple(im.shape[:2]) != s:
-            raise ValueError(f"image {i} is {im.shape[0]}x{im.shape[1]} but its GT map is {s[0]}x{s[1]}: "
+            raise EvalError(f"image {i} is {im.shape[0]}x{im.shape[1]} but its GT map is {s[0]}x{s[1]}: "
                              f"the scale test needs images at the GT resolution")
         yield im
 
@@ -90,7 +91,7 @@ def predict_for_gt(predict: Callable, images: Iterable[np.ndarray], gt, size_wh:
         raise ValueError("zoom and crop are two different tests: give one of them")
     shapes = _gt_shapes(gt)
     if hasattr(images, "__len__") and len(images) != len(shapes):
-        raise ValueError(f"{len(images)} images but {len(shapes)} GT maps")
+        raise EvalError(f"{len(images)} images but {len(shapes)} GT maps")
     z = zoom or crop
     windows = None
     if z:

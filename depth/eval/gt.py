@@ -26,6 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from common.errors import EvalError
 from common.arrays import open_array_file
 from common.atomic import atomic_write
 from data.velodyne import dense_to_csr, entry_fields, gt_map
@@ -207,12 +208,12 @@ def _read_npz_member_safely(path: Path, key: str) -> np.ndarray:
     try:
         arr = _NumpyOnlyUnpickler(raw, encoding="latin1", fix_imports=True).load()
     except pickle.UnpicklingError as e:
-        raise ValueError(f"GT file {path}: refused: its '{key}' pickle would build {e}, not numpy arrays "
+        raise EvalError(f"GT file {path}: refused: its '{key}' pickle would build {e}, not numpy arrays "
                          f"(a file that can run code when loaded)") from None
     except Exception as e:  # truncated / corrupt pickle
-        raise ValueError(f"GT file {path}: unreadable '{key}' object array ({type(e).__name__}: {e})") from None
+        raise EvalError(f"GT file {path}: unreadable '{key}' object array ({type(e).__name__}: {e})") from None
     if not isinstance(arr, np.ndarray):
-        raise ValueError(f"GT file {path}: '{key}' is a {type(arr).__name__}, not an array of depth maps")
+        raise EvalError(f"GT file {path}: '{key}' is a {type(arr).__name__}, not an array of depth maps")
     return arr
 
 
@@ -222,18 +223,18 @@ def load_gt(path: str | Path) -> SparseGT | list[np.ndarray] | np.ndarray:
     path = Path(path)
     z = open_array_file(path, "GT file")
     if not isinstance(z, np.lib.npyio.NpzFile):
-        raise ValueError(f"GT file {path} is a plain .npy array, not an .npz file (sparse GT or Monodepth2's "
+        raise EvalError(f"GT file {path} is a plain .npy array, not an .npz file (sparse GT or Monodepth2's "
                          f"gt_depths.npz)")
     with z:
         keys = set(z.files)
         if "format" in keys:
             fmt = str(z["format"])
             if fmt != SPARSE_FORMAT:
-                raise ValueError(f"GT file {path}: unknown format {fmt!r} (expected {SPARSE_FORMAT!r})")
+                raise EvalError(f"GT file {path}: unknown format {fmt!r} (expected {SPARSE_FORMAT!r})")
             return SparseGT(z["heights"], z["widths"], z["img_ptr"], z["row_ptr"], z["cols"],
                             z["depths"], z["entries"] if "entries" in keys else None)
         if "data" not in keys:
-            raise ValueError(f"GT file {path} has neither sparse GT arrays nor Monodepth2's 'data' key "
+            raise EvalError(f"GT file {path} has neither sparse GT arrays nor Monodepth2's 'data' key "
                              f"(keys: {sorted(keys)})")
     # Monodepth2's file: the maps may be an object array, stored as a pickle: read through an
     # unpickler that builds numpy arrays and nothing else (a planted object is refused, never run)
@@ -241,7 +242,7 @@ def load_gt(path: str | Path) -> SparseGT | list[np.ndarray] | np.ndarray:
     if data.dtype == object:
         return [np.asarray(m, dtype=np.float32) for m in data]
     if data.ndim != 3:
-        raise ValueError(f"GT file {path}: 'data' must hold 2-D maps, got shape {data.shape}")
+        raise EvalError(f"GT file {path}: 'data' must hold 2-D maps, got shape {data.shape}")
     return data if data.dtype == np.float32 else data.astype(np.float32)
 
 
@@ -296,7 +297,7 @@ def check_gt_matches_split(gt, entries: Sequence, source: str | Path = "GT") -> 
         return
     for i, (have, want) in enumerate(zip(stored, map(_entry_line, entries))):
         if have != want:
-            raise ValueError(f"GT file {source} was made for another split: entry {i} is {have!r}, "
+            raise EvalError(f"GT file {source} was made for another split: entry {i} is {have!r}, "
                              f"the split has {want!r}")
 
 
@@ -304,14 +305,11 @@ def evaluation_gt(entries: Sequence, *, gt_path: str | Path | None = None, data_
                   mode: str = "velodyne", exact: bool = False, progress: bool = True):
     """The GT to score ``entries`` against: the file ``gt_path`` (checked against the split with
     :func:`check_gt_matches_split`), else exported from the KITTI root ``data_path`` with
-    :func:`export_gt`. Missing files raise ``FileNotFoundError``, bad ones ``ValueError``."""
+    :func:`export_gt`. Missing or bad files raise :class:`common.errors.InputError` subclasses naming them."""
     if gt_path:
         gt = load_gt(gt_path)
         check_gt_matches_split(gt, entries, gt_path)
         return gt
     if not data_path:
-        raise ValueError("give a GT file or the KITTI root (to export the GT on the fly)")
-    try:
-        return export_gt(data_path, entries, mode=mode, exact=exact, progress=progress)
-    except KeyError as e:  # a calibration key
-        raise ValueError(str(e).strip("'\"")) from None
+        raise EvalError("give a GT file or the KITTI root (to export the GT on the fly)")
+    return export_gt(data_path, entries, mode=mode, exact=exact, progress=progress)

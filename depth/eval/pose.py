@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common.errors import EvalError
 from data.frames import frames_to_tensor, resize_image
 from depth.geometry import pose_vector_to_matrix
 from depth.inference import batched
@@ -45,10 +46,10 @@ def load_odometry_poses(path: str | Path) -> np.ndarray:
     """KITTI odometry GT (12 numbers a line, 3x4 ``[R|t]``) as ``(N, 4, 4)`` float64."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"odometry pose file not found: {path}")
+        raise EvalError(f"odometry pose file not found: {path}")
     a = np.loadtxt(path, dtype=np.float64, ndmin=2)
     if a.shape[1] != 12:
-        raise ValueError(f"odometry pose file {path}: expected 12 numbers per line, got {a.shape[1]}")
+        raise EvalError(f"odometry pose file {path}: expected 12 numbers per line, got {a.shape[1]}")
     T = np.zeros((len(a), 4, 4))
     T[:, :3, :] = a.reshape(-1, 3, 4)
     T[:, 3, 3] = 1.0
@@ -71,7 +72,7 @@ def snippet_ates(pred_poses: np.ndarray, global_gt_poses: np.ndarray, track_leng
     pred_poses = np.asarray(pred_poses, dtype=np.float64)
     gt_local = gt_local_poses(np.asarray(global_gt_poses, dtype=np.float64))
     if len(pred_poses) != len(gt_local):
-        raise ValueError(f"{len(pred_poses)} predicted relative poses but {len(gt_local)} GT relative "
+        raise EvalError(f"{len(pred_poses)} predicted relative poses but {len(gt_local)} GT relative "
                          f"poses ({len(global_gt_poses)} frames): they must match")
     num_frames = len(global_gt_poses)
     ates = []

@@ -39,13 +39,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from common.errors import EvalError
+from depth.eval import DATASETS
 from depth.eval.metrics import METRIC_NAMES, garg_crop_box
 
 __all__ = ["DATASETS", "ALL_METRICS", "Protocol", "kitti_protocol", "MAKE3D", "CITYSCAPES", "NYUV2",
            "protocol_for", "make3d_input_window", "make3d_gt_rows", "cityscapes_input_rows",
            "cityscapes_gt_rows", "cityscapes_eval_box", "nyu_eval_box", "protocol_line"]
 
-DATASETS = ("kitti", "make3d", "cityscapes", "nyuv2")
 # every metric a protocol may report; ``log10`` = mean |log10 gt - log10 pred| (NYUv2 papers),
 # ``rmse_log10`` = sqrt(mean((log10 gt - log10 pred)^2)) (Monodepth2's Make3D column "log10")
 ALL_METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "rmse_log10", "a1", "a2", "a3")
@@ -79,7 +80,7 @@ class Protocol:
         c0 = self.clamp[0] if min_depth is None else float(min_depth)
         c1 = self.clamp[1] if max_depth is None else float(max_depth)
         if not hi > lo:
-            raise ValueError(f"--max-depth ({hi:g}) must be larger than --min-depth ({lo:g})")
+            raise EvalError(f"--max-depth ({hi:g}) must be larger than --min-depth ({lo:g})")
         return replace(self, min_depth=lo, max_depth=hi, clamp=(c0, c1))
 
 
@@ -109,7 +110,7 @@ def make3d_input_window(height: int, width: int) -> Box:
     // 2`` (rows 710:1562 of 2272 x 1704), all columns."""
     ch = width // 2
     if ch < 1 or ch > height:
-        raise ValueError(f"a Make3D image must be taller than half its width (portrait 1704 x 2272), got "
+        raise EvalError(f"a Make3D image must be taller than half its width (portrait 1704 x 2272), got "
                          f"{width} x {height}")
     top = (height - ch) // 2
     return top, top + ch, 0, width
@@ -163,7 +164,7 @@ NYU_EIGEN_CROP = (45, 471, 41, 601)
 def nyu_eval_box(height: int, width: int) -> Box:
     """The Eigen crop ``[45:471, 41:601]``, defined on the 480 x 640 maps only."""
     if (height, width) != NYU_HW:
-        raise ValueError(f"the NYUv2 Eigen crop is defined on 480x640 maps, got a {height}x{width} GT map")
+        raise EvalError(f"the NYUv2 Eigen crop is defined on 480x640 maps, got a {height}x{width} GT map")
     return NYU_EIGEN_CROP
 
 
@@ -181,7 +182,7 @@ def protocol_for(dataset: str) -> Protocol:
     try:
         return _BY_NAME[dataset]
     except KeyError:
-        raise ValueError(f"unknown dataset {dataset!r}: one of {', '.join(DATASETS)}") from None
+        raise EvalError(f"unknown dataset {dataset!r}: one of {', '.join(DATASETS)}") from None
 
 
 # ------------------------------------------------------------------------------ the protocol line

@@ -29,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.errors import EvalError
 from common.atomic import atomic_write_bytes, atomic_write_text, fsync_dir
 from depth.eval.scoring import Aligned
 
@@ -200,21 +201,21 @@ def _read_history(out: Path) -> list[dict]:
     if not out.exists():
         return []
     if not out.is_dir():
-        raise FileExistsError(f"--report {out} is a file, not a folder")
+        raise EvalError(f"--report {out} is a file, not a folder")
     meta = out / "report.json"
     if not meta.is_file():
         if any(out.iterdir()):
-            raise FileExistsError(f"--report {out} is not empty and holds no report.json: not a report "
+            raise EvalError(f"--report {out} is not empty and holds no report.json: not a report "
                                   f"folder of evaluate.py, so it is left as it is (choose another folder)")
         return []
     try:
         data = json.loads(meta.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{meta} is not valid JSON ({e}): remove it or choose another --report folder") \
+        raise EvalError(f"{meta} is not valid JSON ({e}): remove it or choose another --report folder") \
             from None
     if not (isinstance(data, dict) and data.get("format") == REPORT_FORMAT
             and isinstance(data.get("runs"), list)):
-        raise ValueError(f"{meta} is not a report index of this project (format {REPORT_FORMAT!r} expected)")
+        raise EvalError(f"{meta} is not a report index of this project (format {REPORT_FORMAT!r} expected)")
     return data["runs"]
 
 

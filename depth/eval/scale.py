@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.errors import EvalError
 from depth.config import Config
 
 __all__ = ["median_scale", "median_scale_ratios", "stereo_scale", "stereo_eval_scale", "MONODEPTH2_STEREO_SCALE",
@@ -71,7 +72,7 @@ def stereo_scale(cfg: Config) -> float | None:
     if not d.stereo:
         return None
     if not (d.stereo_baseline > 0 and d.stereo_baseline_metric > 0):
-        raise ValueError(f"stereo baselines must be > 0, got stereo_baseline={d.stereo_baseline}, "
+        raise EvalError(f"stereo baselines must be > 0, got stereo_baseline={d.stereo_baseline}, "
                          f"stereo_baseline_metric={d.stereo_baseline_metric}")
     return float(d.stereo_baseline_metric) / float(d.stereo_baseline)
 
@@ -79,17 +80,19 @@ def stereo_scale(cfg: Config) -> float | None:
 MONODEPTH2_STEREO_SCALE = 5.4  # Monodepth2's STEREO_SCALE_FACTOR: trained with 0.1 on KITTI's 0.54 m rig
 
 
-def stereo_eval_scale(cfg: Config | None, override: float | None = None) -> float:
+def stereo_eval_scale(cfg: Config | None, override: float | None = None, where: str = "") -> float:
     """The fixed scale of a stereo evaluation (``evaluate.py depth --stereo``): ``override`` when
-    given, else the model's :func:`stereo_scale` (``ValueError`` for a monocular model), else --
-    saved disparities of no known model -- Monodepth2's 5.4."""
+    given, else the model's :func:`stereo_scale` (:class:`common.errors.EvalError` for a monocular
+    model, its message prefixed ``where: ``), else -- saved disparities of no known model --
+    Monodepth2's 5.4."""
     if override is not None:
         return float(override)
     if cfg is None:
         return MONODEPTH2_STEREO_SCALE
     factor = stereo_scale(cfg)
     if factor is None:
-        raise ValueError("the model was trained without stereo (data.stereo=false): it has no stereo scale")
+        raise EvalError(f"{where + ': ' if where else ''}the model was trained without stereo (data.stereo=false): "
+                        f"it has no stereo scale")
     return factor
 
 

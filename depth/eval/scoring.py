@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from common.errors import EvalError
 from depth.eval.protocols import ALL_METRICS, Protocol
 
 __all__ = ["Aligned", "align", "errors", "score_per_image", "aggregate", "format_table", "per_image_csv"]
@@ -99,7 +100,7 @@ def score_per_image(disps: Sequence[np.ndarray], gts: Sequence[np.ndarray], p: P
     mismatch is an error."""
     n = len(disps)
     if n != len(gts):
-        raise ValueError(f"{n} disparity maps but {len(gts)} GT maps: predictions and GT must come from the "
+        raise EvalError(f"{n} disparity maps but {len(gts)} GT maps: predictions and GT must come from the "
                          f"same test set, in the same order")
     out = {k: np.full(n, np.nan) for k in (*ALL_METRICS, "ratio")}
     out["n_valid"] = np.zeros(n, np.int64)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import EvalError
 from data.cityscapes import CityscapesTestSet, read_cityscapes_split
 from data.make3d import Make3DTestSet
 from data.nyuv2 import NYUv2TestSet
@@ -99,16 +100,16 @@ def load_eval_set(dataset: str, data_path: str | Path, *, split: str | None = No
     a missing or malformed one is an error naming it."""
     root = Path(data_path)
     if not root.exists():
-        raise FileNotFoundError(f"--data-path {root} does not exist")
+        raise EvalError(f"--data-path {root} does not exist")
     if dataset == "make3d":
         if split or gt:
-            raise ValueError("Make3D takes neither --split nor --gt: the test set is every Test134/img-*.jpg "
+            raise EvalError("Make3D takes neither --split nor --gt: the test set is every Test134/img-*.jpg "
                              "with its Gridlaserdata file")
         return _make3d(root)
     if dataset == "cityscapes":
         return _cityscapes(root, split, gt)
     if dataset == "nyuv2":
         if gt:
-            raise ValueError("NYUv2 takes no --gt: the GT is the depths of nyu_depth_v2_labeled.mat")
+            raise EvalError("NYUv2 takes no --gt: the GT is the depths of nyu_depth_v2_labeled.mat")
         return _nyuv2(root, split)
-    raise ValueError(f"unknown dataset {dataset!r}: make3d, cityscapes or nyuv2 (KITTI has its own path)")
+    raise EvalError(f"unknown dataset {dataset!r}: make3d, cityscapes or nyuv2 (KITTI has its own path)")

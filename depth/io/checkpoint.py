@@ -32,20 +32,12 @@ import numpy
 import torch
 from torch.torch_version import TorchVersion
 
+from common.errors import CheckpointError, CheckpointRefused
 from common.atomic import atomic_write, fsync_dir
 
 __all__ = ["atomic_torch_save", "save_checkpoint", "library_versions", "load_checkpoint", "find_checkpoint",
            "LoadedCheckpoint", "CheckpointError", "CheckpointRefused", "safe_torch_load", "plain_values",
            "LEGACY_GLOBALS", "step_files", "step_of"]
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or was not written by this project (the message names it)."""
-
-
-class CheckpointRefused(CheckpointError):
-    """A file whose pickle would build Python objects other than tensors and plain values (loading
-    it could run code): never loaded, and never skipped over in a run folder either."""
 
 
 # The globals that checkpoints of this project written before the RNG states were stored as plain
@@ -248,13 +240,13 @@ def find_checkpoint(path: str | Path, map_location="cpu") -> LoadedCheckpoint:
     path = Path(path)
     if not path.is_dir():
         if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
+            raise CheckpointError(f"checkpoint not found: {path}")
         return LoadedCheckpoint(_read(path, map_location), path)
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     last = folder / "last.pt"
     steps = step_files(folder)
     if not last.is_file() and not steps:
-        raise FileNotFoundError(f"no checkpoint in {folder} (looked for last.pt and step_*.pt): nothing to "
+        raise CheckpointError(f"no checkpoint in {folder} (looked for last.pt and step_*.pt): nothing to "
                                 f"resume there; a fresh run into it is `python train.py --config PRESET "
                                 f"output.dir={path}`")
     errors: list[str] = []
@@ -288,5 +280,5 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """A checkpoint file, or the newest complete checkpoint of a run folder (``RUN`` or
     ``RUN/checkpoints``): ``last.pt``, unless a newer ``step_*.pt`` exists (a run killed between
     writing the step file and relinking ``last.pt``) or ``last.pt`` is unreadable, in which case the
-    newest readable step file is used. Raises ``FileNotFoundError`` or :class:`CheckpointError`."""
+    newest readable step file is used. Raises :class:`CheckpointError` (missing, unreadable or refused)."""
     return find_checkpoint(path, map_location).state

@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from common.errors import DabnetFormatError
 from depth.config import Config, to_dict, validate
 from depth.io.checkpoint import library_versions
 from depth.networks import DepthNet, PoseNet
@@ -67,10 +68,6 @@ DECODER_NAMES = (
 POSE_EXTRA = ("PoseEncoder.encoder.fc.weight", "PoseEncoder.encoder.fc.bias")  # unused classifier
 RELEASED_SIZE = (320, 1024)  # (H, W) of their released model (cfg_kitti_hrnet.py)
 POSE_SIZE = [192, 640]
-
-
-class DabnetFormatError(ValueError, RuntimeError):
-    """A DaB-Net checkpoint that cannot be read or does not have the authors' layout (names the file)."""
 
 
 def _few(items, n: int = 4) -> str:

@@ -29,15 +29,13 @@ import huggingface_hub
 import torch
 from huggingface_hub import constants as hf_constants
 from timm.models import get_pretrained_cfg, split_model_name_tag
+from common.errors import ConfigError, MissingWeightsError
+
 
 __all__ = ["MissingWeightsError", "WeightsSource", "weights_name", "find_imagenet_weights", "fill_command"]
 
 TORCHVISION_TAG = "tv_in1k"
 HF_FILENAMES = ("model.safetensors", "pytorch_model.bin")
-
-
-class MissingWeightsError(RuntimeError):
-    """ImageNet weights that were asked for (``model.pretrained=true``) cannot be found or do not fit."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +63,7 @@ def weights_name(name: str) -> str:
             cfg = None
         if cfg is not None:
             return f"{arch}.{cfg.tag}" if cfg.tag else arch
-    raise ValueError(f"{name!r}: timm has no pretrained weights of that name")
+    raise ConfigError(f"{name!r}: timm has no pretrained weights of that name")
 
 
 def _torch_hub_file(url: str) -> Path:
@@ -80,11 +78,11 @@ def find_imagenet_weights(name: str, weights_path: str = "") -> WeightsSource:
     """Where the ImageNet weights of encoder ``name`` are (see the module doc for the order).
 
     Returns a :class:`WeightsSource` whose ``path`` is None when no place holds them; raises
-    ``FileNotFoundError`` when ``weights_path`` is set and is not a file."""
+    :class:`common.errors.MissingWeightsError` when ``weights_path`` is set and is not a file."""
     if weights_path:
         p = Path(weights_path).expanduser()
         if not p.is_file():
-            raise FileNotFoundError(f"model.weights_path: no such file {p}")
+            raise MissingWeightsError(f"model.weights_path: no such file {p}")
         return WeightsSource(name, p, (f"model.weights_path={p}",))
     tagged = weights_name(name)
     cfg = get_pretrained_cfg(tagged)

@@ -56,6 +56,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from common.errors import InputError, Monodepth2FormatError
 from common.atomic import atomic_write_dir
 from depth.config import Config, ConfigError, to_dict, validate
 from depth.io.checkpoint import CheckpointRefused, atomic_torch_save, library_versions, safe_torch_load
@@ -75,12 +76,6 @@ CLASSIFIER_CLASSES = 1000  # torchvision ResNet's fc layer
 _RESNETS = {(False, (2, 2, 2, 2)): 18, (False, (3, 4, 6, 3)): 34, (True, (3, 4, 6, 3)): 50}
 _POSE_NAMES = (("net.0", "decoder.convs.squeeze"), ("net.1", "decoder.convs.pose_0"),
                ("net.2", "decoder.convs.pose_1"), ("net.3", "decoder.convs.pose_2"))
-
-
-class Monodepth2FormatError(ValueError, RuntimeError):
-    """A Monodepth2 file that cannot be read, or a model that has no Monodepth2 form; the message
-    names the file (or the reason). A ``ValueError`` (bad input) and a ``RuntimeError`` (what the
-    commands catch for unreadable checkpoints)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -175,8 +170,8 @@ def monodepth2_folder(path: str | Path) -> Path | None:
     return None
 
 
-def _not_found(path: Path) -> FileNotFoundError:
-    return FileNotFoundError(f"{path}: not found (a Monodepth2 model folder holds encoder.pth and depth.pth, "
+def _not_found(path: Path) -> Monodepth2FormatError:
+    return Monodepth2FormatError(f"{path}: not found (a Monodepth2 model folder holds encoder.pth and depth.pth, "
                              f"and optionally pose_encoder.pth with pose.pth)")
 
 
@@ -250,7 +245,7 @@ def from_monodepth2(folder: str | Path, map_location: str | torch.device = "cpu"
     (None when the folder has no pose files), ``config`` (:func:`monodepth2_config`, as a dict),
     ``versions``, ``source`` and :data:`EXTRA_KEY` (the unused tensors, for the way back).
 
-    Raises ``FileNotFoundError`` (no ``encoder.pth``/``depth.pth``, or only one of the pose files)
+    Raises :class:`Monodepth2FormatError` (no ``encoder.pth``/``depth.pth``, or only one of the pose files)
     or :class:`Monodepth2FormatError` naming the file: unreadable or truncated, keys missing or
     unexpected (the first few named), wrong shapes, no ``height``/``width``.
     """
@@ -263,7 +258,7 @@ def from_monodepth2(folder: str | Path, map_location: str | torch.device = "cpu"
     has_pose = [p.is_file() for p in pose_paths]
     if any(has_pose) and not all(has_pose):
         there, absent = (pose_paths if has_pose[0] else pose_paths[::-1])
-        raise FileNotFoundError(f"{absent}: not found, but {there.name} is there: a Monodepth2 pose network "
+        raise Monodepth2FormatError(f"{absent}: not found, but {there.name} is there: a Monodepth2 pose network "
                                 f"needs both pose_encoder.pth and pose.pth")
     enc = _load_pth(enc_path, map_location)
     missing_meta = [k for k in ("height", "width") if k not in enc]
@@ -454,6 +449,6 @@ def write_monodepth2(files: dict[str, dict], folder: str | Path) -> list[Path]:
     try:
         atomic_write_dir(folder, write)
     except FileExistsError:
-        raise FileExistsError(
+        raise InputError(
             f"{folder}: exists and is not empty; give a new folder for the Monodepth2 model") from None
     return [folder / name for name in files]

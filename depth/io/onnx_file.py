@@ -38,27 +38,22 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from common.errors import CheckpointError, InputError, UnsupportedOpError
 from common.atomic import atomic_write_bytes
 from data.frames import read_image
 from depth.geometry import disp_to_depth
+from depth.io.formats import ONNX_ATOL, ONNX_INPUT_NAME, ONNX_OPSET, ONNX_OUTPUT_KINDS
 from depth.inference import network_input
 
 __all__ = ["DepthExportModel", "export_onnx", "check_onnx_ops", "verify_onnx", "onnx_session", "git_commit",
            "check_image", "UnsupportedOpError", "OnnxDepthRunner", "DEFAULT_ATOL", "DEFAULT_OPSET",
            "OUTPUT_KINDS", "INPUT_NAME"]
 
-DEFAULT_ATOL = 1e-4
-DEFAULT_OPSET = 20
-OUTPUT_KINDS = ("disparity", "depth")
-INPUT_NAME = "image"
+DEFAULT_ATOL, DEFAULT_OPSET, OUTPUT_KINDS, INPUT_NAME = ONNX_ATOL, ONNX_OPSET, ONNX_OUTPUT_KINDS, ONNX_INPUT_NAME
 ROOT = Path(__file__).resolve().parents[2]
 # The default ONNX domain; every node of the exported graph must be in it.
 STANDARD_DOMAINS = ("", "ai.onnx")
 FALLBACK_OPS = ("ATen", "PythonOp", "ATenOp")
-
-
-class UnsupportedOpError(RuntimeError):
-    """The exported graph holds a node that is not a standard ONNX operator."""
 
 
 class DepthExportModel(nn.Module):
@@ -169,10 +164,15 @@ def onnx_session(path: str | Path, device: str = "cpu", threads: int = 0):
     providers = ["CPUExecutionProvider"]
     if device == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise RuntimeError("onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu) -- "
-                               "use --device cpu")
+            raise InputError("onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu) -- "
+                             "use --device cpu")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    if not Path(path).is_file():
+        raise CheckpointError(f"ONNX file not found: {path}")
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as e:  # onnxruntime's own errors (Fail, InvalidGraph, ...) for a file it cannot read
+        raise CheckpointError(f"{path}: onnxruntime cannot load it ({type(e).__name__}: {e})") from None
 
 
 def verify_onnx(session, torch_fn, inputs: dict[str, Tensor]) -> dict[str, float]:

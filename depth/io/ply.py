@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import DataError
 from common.atomic import atomic_write
 
 __all__ = ["write_ply", "read_ply"]
@@ -72,11 +73,11 @@ def read_ply(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, list[str]
     element (``vertex``). A missing file or a malformed header/body is an error naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"PLY file not found: {path}")
+        raise DataError(f"PLY file not found: {path}")
     data = path.read_bytes()
     end = data.find(b"end_header")
     if not data.startswith(b"ply") or end < 0:
-        raise ValueError(f"{path} is not a PLY file (no 'ply' magic or no end_header)")
+        raise DataError(f"{path} is not a PLY file (no 'ply' magic or no end_header)")
     nl = data.find(b"\n", end)
     body = data[nl + 1:] if nl >= 0 else b""
     lines = data[:end].decode("ascii", "replace").splitlines()
@@ -93,35 +94,35 @@ def read_ply(path: str | Path) -> tuple[np.ndarray, np.ndarray | None, list[str]
             elements.append((parts[1], int(parts[2]), []))
         elif parts[0] == "property":
             if not elements:
-                raise ValueError(f"{path}: property before any element")
+                raise DataError(f"{path}: property before any element")
             if parts[1] == "list":
                 elements[-1][2].append((parts[-1], None))
             else:
                 if parts[1] not in _TYPES:
-                    raise ValueError(f"{path}: unknown PLY property type {parts[1]!r}")
+                    raise DataError(f"{path}: unknown PLY property type {parts[1]!r}")
                 elements[-1][2].append((parts[2], _TYPES[parts[1]]))
     if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
-        raise ValueError(f"{path}: unknown PLY format {fmt!r}")
+        raise DataError(f"{path}: unknown PLY format {fmt!r}")
     if not elements or elements[0][0] != "vertex":
-        raise ValueError(f"{path}: the first PLY element must be 'vertex'")
+        raise DataError(f"{path}: the first PLY element must be 'vertex'")
     _, n, props = elements[0]
     names = [p for p, _ in props]
     if any(t is None for _, t in props) or not {"x", "y", "z"} <= set(names):
-        raise ValueError(f"{path}: vertex needs scalar x, y, z properties, got {names}")
+        raise DataError(f"{path}: vertex needs scalar x, y, z properties, got {names}")
     if fmt == "ascii":
         rows = body.decode("ascii", "replace").split("\n")
         try:
             arr = np.array([r.split()[:len(props)] for r in rows[:n]], dtype=np.float64)
             arr = arr.reshape(n, len(props))
         except ValueError:
-            raise ValueError(f"{path}: malformed ASCII vertex rows (expected {n} rows of {len(props)} "
+            raise DataError(f"{path}: malformed ASCII vertex rows (expected {n} rows of {len(props)} "
                              f"numbers)") from None
         get = {p: arr[:, k] for k, p in enumerate(names)}
     else:
         order = "<" if fmt == "binary_little_endian" else ">"
         dt = np.dtype([(p, order + t) for p, t in props])
         if len(body) < n * dt.itemsize:
-            raise ValueError(f"{path} is truncated: {len(body)} bytes for {n} vertices of {dt.itemsize} "
+            raise DataError(f"{path} is truncated: {len(body)} bytes for {n} vertices of {dt.itemsize} "
                              f"bytes")
         rec = np.frombuffer(body, dtype=dt, count=n)
         get = {p: rec[p] for p in names}

@@ -24,13 +24,13 @@ from common.atomic import atomic_write
 from data.frames import IMAGE_EXTS, VIDEO_EXTS, monodepth2_intrinsics
 from data.video import video_frame_count
 from depth.eval.scale import frame_intrinsics
+from depth.io.formats import SAVE_KINDS
 from depth.geometry import backproject
 from depth.io.ply import write_ply
 from depth.visualize import input_beside_depth, side_by_side
 
 __all__ = ["Job", "collect_jobs", "write_outputs", "point_cloud", "VideoSink", "SAVE_KINDS"]
 
-SAVE_KINDS = ("png", "npy", "ply")  # what --save may name
 
 
 @dataclass

@@ -24,13 +24,21 @@ from torch import Tensor
 
 from depth.networks.cross_attention import DCAHead, DynamicCrossAttention
 from depth.networks.layers import Conv3x3, ConvBlock, upsample_to
+from depth.registry import register_decoder
 
 __all__ = ["DepthDecoder"]
 
 NUM_CH_DEC = (16, 32, 64, 128, 256)
 
 
+@register_decoder("monodepth2")
 class DepthDecoder(nn.Module):
+    """Monodepth2's U-Net decoder (one sigmoid per scale of ``scales``), or with ``dca`` the
+    project's dynamic cross-attention and head (one full-resolution output)."""
+
+    input_multiple = 1  # any input size (skips are resized to their partners)
+    hrnet_features = False
+
     def __init__(self, num_ch_enc: list[int], scales: tuple[int, ...] = (0, 1, 2, 3), dca: bool = False,
                  dca_dropout: float = 0.1):
         super().__init__()

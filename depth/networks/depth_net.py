@@ -8,14 +8,13 @@ import torch.nn.functional as F
 from timm.models import split_model_name_tag
 from torch import Tensor
 
+from common.errors import ConfigError
 from depth.checks import check_shape
-from depth.networks.decoder import DepthDecoder
-from depth.networks.diffnet import DIVISOR, DiffNetDecoder
 from depth.networks.encoder import create_encoder, encode
+from depth.registry import DECODERS
 
 __all__ = ["DepthNet", "DECODERS", "INPUT_NORMS", "default_input_norm"]
 
-DECODERS = ("monodepth2", "diffnet")
 INPUT_NORMS = ("imagenet", "none")
 
 
@@ -24,9 +23,9 @@ def _is_hrnet(encoder: str) -> bool:
 
 
 def default_input_norm(encoder: str, decoder: str) -> str:
-    """``none`` for the DaB-Net authors' pair (an HRNet with ``decoder=diffnet``: raw [0, 1] RGB in),
-    else ``imagenet`` (Monodepth2's ``(x - 0.45) / 0.225``)."""
-    return "none" if decoder == "diffnet" and _is_hrnet(encoder) else "imagenet"
+    """``none`` for the DaB-Net authors' pair (an HRNet with a decoder that takes ``hrnet_features``,
+    e.g. ``diffnet``: raw [0, 1] RGB in), else ``imagenet`` (Monodepth2's ``(x - 0.45) / 0.225``)."""
+    return "none" if DECODERS.get(decoder).hrnet_features and _is_hrnet(encoder) else "imagenet"
 
 
 class DepthNet(nn.Module):
@@ -51,18 +50,14 @@ class DepthNet(nn.Module):
                  dca: bool = False, dca_dropout: float = 0.1, decoder: str = "monodepth2",
                  input_norm: str = "imagenet"):
         super().__init__()
-        if decoder not in DECODERS:
-            raise ValueError(f"model.decoder: {' | '.join(DECODERS)}, got {decoder!r}")
+        decoder_cls = DECODERS.get(decoder)  # ConfigError naming model.decoder for an unknown name
         if input_norm not in INPUT_NORMS:
-            raise ValueError(f"model.input_norm: {' | '.join(INPUT_NORMS)}, got {input_norm!r}")
+            raise ConfigError(f"model.input_norm: {' | '.join(INPUT_NORMS)}, got {input_norm!r}")
         self.decoder_kind, self.input_norm = decoder, input_norm
-        features = "hrnet_concat" if decoder == "diffnet" and _is_hrnet(encoder) else "timm"
+        self.input_multiple = int(decoder_cls.input_multiple)
+        features = "hrnet_concat" if decoder_cls.hrnet_features and _is_hrnet(encoder) else "timm"
         self.encoder, self.layout = create_encoder(encoder, 3, weights, key="model.encoder", features=features)
-        if decoder == "diffnet":
-            self.decoder = DiffNetDecoder(list(self.layout.channels), dca=dca, dca_dropout=dca_dropout)
-        else:
-            self.decoder = DepthDecoder(list(self.layout.channels), tuple(scales), dca=dca,
-                                        dca_dropout=dca_dropout)
+        self.decoder = decoder_cls(list(self.layout.channels), tuple(scales), dca=dca, dca_dropout=dca_dropout)
 
     @property
     def scales(self) -> tuple[int, ...]:
@@ -77,10 +72,10 @@ class DepthNet(nn.Module):
         return self._encode(image)
 
     def forward_scales(self, image: Tensor) -> list[Tensor]:
-        if self.decoder_kind == "diffnet":
+        if self.input_multiple > 1:
             check_shape(image, "B 3 H W", "image")
             h, w = image.shape[-2:]
-            ph, pw = -h % DIVISOR, -w % DIVISOR
+            ph, pw = -h % self.input_multiple, -w % self.input_multiple
             x = F.pad(image, (0, pw, 0, ph), mode="replicate") if ph or pw else image
             out = self.decoder(self._encode(x))
             return [o[..., :h, :w] for o in out] if ph or pw else out

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from depth.networks.cross_attention import DynamicCrossAttention
+from depth.registry import register_decoder
 
 __all__ = ["SEFusion", "DiffNetHead", "DiffNetDecoder", "DIFFNET_CHANNELS", "DIVISOR"]
 
@@ -80,10 +81,16 @@ class DiffNetHead(nn.Module):
         return torch.sigmoid(self.disp(x))
 
 
+@register_decoder("diffnet")
 class DiffNetDecoder(nn.Module):
-    """Encoder maps at strides 2, 4, 8, 16, 32 (``num_ch_enc``: their channels) -> ``[disparity]``."""
+    """Encoder maps at strides 2, 4, 8, 16, 32 (``num_ch_enc``: their channels) -> ``[disparity]``
+    (one scale whatever ``scales`` asks for)."""
 
-    def __init__(self, num_ch_enc: list[int], dca: bool = True, dca_dropout: float = 0.1):
+    input_multiple = DIVISOR  # the authors' network runs at multiples of 32
+    hrnet_features = True  # on an HRNet: their concatenated features, raw RGB in
+
+    def __init__(self, num_ch_enc: list[int], scales: tuple[int, ...] = (0,), *, dca: bool = True,
+                 dca_dropout: float = 0.1):
         super().__init__()
         self.num_ch_enc = [int(c) for c in num_ch_enc]
         if len(self.num_ch_enc) != 5:

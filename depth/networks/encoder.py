@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from timm.models import adapt_input_conv, load_state_dict, split_model_name_tag
 from torch import Tensor
 
+from common.errors import ConfigError
 from depth.io.imagenet import MissingWeightsError
 
 __all__ = ["EncoderLayout", "ARCH_OPTIONS", "FEATURE_KINDS", "create_encoder", "encode", "encoder_layout",
@@ -97,20 +98,20 @@ def _options(name: str) -> dict:
 def check_encoder_name(name: str, key: str = "model.encoder") -> None:
     """``ValueError`` naming ``key`` unless ``name`` is a timm model (with an optional known tag)."""
     if not isinstance(name, str) or not name or not timm.is_model(name):
-        raise ValueError(f"{key}: {name!r} is not a timm model name (e.g. {EXAMPLES}; "
+        raise ConfigError(f"{key}: {name!r} is not a timm model name (e.g. {EXAMPLES}; "
                          f"timm.list_models() lists them all)")
     if split_model_name_tag(name)[1]:
         try:
             timm.models.get_pretrained_cfg(name)
         except RuntimeError as e:
-            raise ValueError(f"{key}: {name!r}: {e}") from None
+            raise ConfigError(f"{key}: {name!r}: {e}") from None
 
 
 def _layout_of(net: nn.Module, name: str, key: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     channels = tuple(int(c) for c in net.feature_info.channels())
     reductions = tuple(int(r) for r in net.feature_info.reduction())
     if reductions not in ((2, 4, 8, 16, 32), (4, 8, 16, 32)):
-        raise ValueError(f"{key}={name}: its features are at strides {list(reductions)}; the depth and pose "
+        raise ConfigError(f"{key}={name}: its features are at strides {list(reductions)}; the depth and pose "
                          f"decoders need strides 4, 8, 16, 32 (and optionally 2), e.g. {EXAMPLES}")
     return channels, reductions
 
@@ -245,7 +246,7 @@ def create_encoder(name: str, in_chans: int = 3, weights: Path | str | None = No
     if features not in FEATURE_KINDS:
         raise ValueError(f"features must be one of {FEATURE_KINDS}, got {features!r}")
     if features == "hrnet_concat" and not split_model_name_tag(name)[0].startswith("hrnet"):
-        raise ValueError(f"{key}={name}: the concatenated HRNet features need an HRNet (e.g. hrnet_w18)")
+        raise ConfigError(f"{key}={name}: the concatenated HRNet features need an HRNet (e.g. hrnet_w18)")
     overlay = {"file": str(weights)} if weights is not None else None
     try:
         with _quiet_timm_loader():

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from common.errors import CheckpointError, ConfigError
 from depth.model import LoadedModel, Networks, open_model
 from depth.networks import PoseNet
 
@@ -20,11 +21,11 @@ __all__ = ["init_networks", "open_init_from"]
 
 def open_init_from(path: str | Path) -> LoadedModel:
     """``model.init_from``'s model (:func:`depth.model.open_model`); an unreadable, refused or
-    foreign file is a ``ValueError`` prefixed ``model.init_from:`` (bad input, named by the key)."""
+    foreign file is a :class:`common.errors.ConfigError` prefixed ``model.init_from:`` (named by the key)."""
     try:
         return open_model(path)
-    except RuntimeError as e:
-        raise ValueError(f"model.init_from: {e}") from e
+    except CheckpointError as e:
+        raise ConfigError(f"model.init_from: {e}") from e
 
 
 def _pose_scale_factor(src: PoseNet, dst: PoseNet) -> Tensor | None:
@@ -48,7 +49,7 @@ def init_networks(nets: Networks, path: str | Path, source: LoadedModel | None =
 
     Raises ``ValueError`` naming the first few tensors whose shapes differ or that the encoders do
     not share, or (prefixed ``model.init_from:``) why :func:`load_model` cannot read ``path``;
-    ``FileNotFoundError`` for a missing ``path``.
+    :class:`common.errors.CheckpointError` for a missing ``path``.
     """
     if source is None:
         source = open_init_from(path)
@@ -57,12 +58,12 @@ def init_networks(nets: Networks, path: str | Path, source: LoadedModel | None =
     wrong = [f"{k} {tuple(v.shape)} in {path} vs {tuple(ours[k].shape)} here" for k, v in theirs.items()
              if k in ours and v.shape != ours[k].shape]
     if wrong:
-        raise ValueError(f"model.init_from: depth net tensors differ in shape: {'; '.join(wrong[:4])}"
+        raise ConfigError(f"model.init_from: depth net tensors differ in shape: {'; '.join(wrong[:4])}"
                          + (f" and {len(wrong) - 4} more" if len(wrong) > 4 else ""))
     enc_missing = [k for k in ours if k.startswith("encoder.") and k not in theirs]
     enc_extra = [k for k in theirs if k.startswith("encoder.") and k not in ours]
     if enc_missing or enc_extra:
-        raise ValueError(f"model.init_from: {path} has another depth encoder: missing here "
+        raise ConfigError(f"model.init_from: {path} has another depth encoder: missing here "
                          f"{enc_missing[:4] or 'none'}, not in this model {enc_extra[:4] or 'none'} "
                          f"(check model.encoder)")
     with torch.no_grad():

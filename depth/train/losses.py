@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from depth.geometry import disp_to_depth
+from depth.registry import RECIPES
 from depth.train.reprojection import photometric_error, warp
 
 __all__ = [
@@ -123,21 +124,21 @@ def self_supervised_loss(
             single full-resolution entry (dabnet).
         target: ``(B, 3, H, W)`` un-jittered target frame; ``sources``: the un-jittered sources.
         K: ``(B, 3, 3)`` target intrinsics at ``H x W``; ``T_src_tgt``: one ``(B, 4, 4)`` per source.
-        recipe: ``"baseline"`` (Monodepth2: every scale upsampled to full resolution, L1, first-order
-            smoothness with weight ``smoothness_weight / 2^s`` on the image at scale s, loss averaged
-            over scales) or ``"dabnet"`` (finest output only, Charbonnier L1, first + second
-            order smoothness, ``smooth1 + smooth2`` with equal weights, each gradient weighted by
-            ``exp(-0.5 |dI|)`` of the image gradient of the same order and direction).
+        recipe: a name of :data:`depth.train.recipes.RECIPES` (``loss.recipe``): ``"baseline"``
+            (Monodepth2: every scale upsampled to full resolution, L1, first-order smoothness with
+            weight ``smoothness_weight / 2^s`` on the image at scale s, loss averaged over scales),
+            ``"dabnet"`` (finest output only, Charbonnier L1, first + second order smoothness,
+            ``smooth1 + smooth2`` with equal weights, each gradient weighted by ``exp(-0.5 |dI|)`` of
+            the image gradient of the same order and direction), or one registered in a new file.
         K_sources: optional per-source intrinsics (stereo rigs with different cameras).
         noise_generator: generator of the auto-masking tie-break noise (default: torch's global one).
     """
-    if recipe not in ("baseline", "dabnet"):
-        raise ValueError(f"loss.recipe must be 'baseline' or 'dabnet', got {recipe!r}")
+    rules = RECIPES.get(recipe)()
     if len(sources) != len(T_src_tgt):
         raise ValueError(f"{len(sources)} sources but {len(T_src_tgt)} poses")
     h, w = target.shape[-2:]
-    charbonnier = recipe == "dabnet"
-    if recipe == "dabnet":
+    charbonnier = rules.charbonnier
+    if rules.finest_only:
         disparities = disparities[:1]
     K_sources = K_sources or [None] * len(sources)
 
@@ -145,7 +146,7 @@ def self_supervised_loss(
     if automask:
         identity = [photometric_error(s, target, ssim_weight, charbonnier) for s in sources]
 
-    photo_total, smooth_total = 0.0, 0.0
+    photo_total, smooth_total, extra_total = 0.0, 0.0, None
     mask0 = depth0 = None
     for scale, disp in enumerate(disparities):
         disp_full = disp if disp.shape[-2:] == (h, w) else F.interpolate(
@@ -161,14 +162,10 @@ def self_supervised_loss(
         else:
             ident = identity
         photo, mask = min_reprojection(reprojection, ident, generator=noise_generator)
-        if recipe == "baseline":
-            image_s = target if disp.shape[-2:] == (h, w) else F.interpolate(
-                target, disp.shape[-2:], mode="area")
-            smooth = smoothness_first_order(disp, image_s, 1.0) * smoothness_weight / (2 ** scale)
-        else:
-            # smooth1 + smooth2 with equal weights; 0.5 is the edge coefficient, not a term weight
-            smooth = smoothness_weight * (smoothness_first_order(disp, target, 0.5)
-                                          + smoothness_second_order(disp, target, 0.5))
+        smooth = rules.smoothness(disp, target, scale, smoothness_weight)
+        more = rules.extra(disp, depth, target, scale)
+        if more is not None:
+            extra_total = more if extra_total is None else extra_total + more
         photo_total = photo_total + photo
         smooth_total = smooth_total + smooth
         if scale == 0:
@@ -176,4 +173,7 @@ def self_supervised_loss(
     n = len(disparities)
     photo_total = photo_total / n
     smooth_total = smooth_total / n
-    return LossTerms(photo_total + smooth_total, photo_total, smooth_total, mask0, depth0)
+    total = photo_total + smooth_total
+    if extra_total is not None:  # a recipe's further terms (LossRecipe.extra), averaged over scales alike
+        total = total + extra_total / n
+    return LossTerms(total, photo_total, smooth_total, mask0, depth0)

@@ -3,22 +3,22 @@ that stops it (``output.overwrite``, ``--resume``), and the clean-up ``output.ov
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
+import yaml
+
+from common.errors import RunExistsError
+from common.atomic import atomic_write_text
 from depth.config import Config, ConfigError, from_dict, to_dict
-from depth.io.checkpoint import LoadedCheckpoint, find_checkpoint, step_files, step_of
+from depth.io.checkpoint import LoadedCheckpoint, find_checkpoint, library_versions, step_files, step_of
 
 __all__ = ["RunExistsError", "run_dir_of", "conflicting_checkpoints", "check_run_dir", "clear_checkpoints",
-           "config_differences", "auto_resume"]
+           "open_run_dir", "config_differences", "auto_resume"]
 
 # keys a restarted run may change without changing what it computes
 RESTART_KEYS = ("train.resume", "train.progress", "train.num_workers", "output.dir", "output.overwrite")
-
-
-class RunExistsError(FileExistsError):
-    """A run would write into a folder holding checkpoints it did not write (the message says the
-    ways out: ``--resume``, another ``output.dir``, or ``output.overwrite=true``)."""
 
 
 def run_dir_of(path: str | Path) -> Path:
@@ -82,6 +82,22 @@ def clear_checkpoints(run_dir: str | Path, start_step: int | None = None) -> lis
                 extra.unlink()
                 removed.append(extra)
     return removed
+
+
+def open_run_dir(run_dir: str | Path, cfg: Config, start_step: int | None, checked: bool, is_main: bool) -> None:
+    """Claim ``run_dir`` for a run starting at ``start_step`` (None: a new run): check it
+    (:func:`check_run_dir`, unless the caller ``checked`` already), clear what ``output.overwrite``
+    replaces, and write the run's ``config.yaml`` and ``versions.json`` (rank 0, atomically)."""
+    if not checked:
+        check_run_dir(run_dir, start_step, cfg.output.overwrite)
+    if not is_main:
+        return
+    if cfg.output.overwrite:
+        clear_checkpoints(run_dir, start_step)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_text(run_dir / "versions.json", json.dumps(library_versions(), indent=2))
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
