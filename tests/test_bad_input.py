@@ -19,6 +19,7 @@ from data.velodyne import load_velodyne_points
 from depth.config import ConfigError, load_config
 from depth.io.checkpoint import load_checkpoint
 from depth.train.trainer import NonFiniteLossError, Trainer
+from tests.helpers import SMALL_NETS
 from depth.commands.train import skipped_errors
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -45,8 +46,8 @@ def _overrides(root: Path, out: Path, *extra: str) -> list[str]:
     return [f"data.root={root}", f"data.split={root / 'splits'}", "data.synthetic.generate=false",
             "data.height=64", "data.width=64", "data.val_gt=none", "data.cache_images=false",
             "train.batch_size=2", "train.num_workers=0", "train.progress=false", "train.image_every=0",
-            "train.val_every=0", "train.checkpoint_every=0", "train.device=cpu", "model.num_layers=18",
-            f"output.dir={out}", *extra]
+            "train.val_every=0", "train.checkpoint_every=0", "train.device=cpu", *SMALL_NETS,
+            f"output.dir={out}", *extra]  # small encoders: the networks' size is not under test (45 MB checkpoints)
 
 
 def _cfg(root: Path, out: Path, *extra: str):
