@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GT range and prediction clamp (default: the protocol's; KITTI 1e-3 .. 80)")
     d.add_argument("--max-depth", type=float, default=None, help="as --min-depth (Make3D 70, NYUv2 10)")
     d.add_argument("--batch-size", type=int, default=8, help="images per network call (default 8)")
+    d.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the network runs: auto = CUDA when available (default), cpu, cuda")
     d.add_argument("--json", help="write the metrics as JSON")
     d.add_argument("--per-image", help="write per-image metrics as CSV")
     d.add_argument("--report", metavar="DIR",

@@ -33,7 +33,7 @@ from depth.model import open_model
 
 __all__ = [
     "network_input", "predict_disparities", "batch_post_process_disparity", "centre_window",
-    "zoom_post_process", "zoom_window", "batched", "ZOOM_PP_SCALES", "ZOOM_PP_FACTORS", "TorchDepthRunner", "predict_frame",
+    "zoom_post_process", "zoom_window", "resolve_device", "batched", "ZOOM_PP_SCALES", "ZOOM_PP_FACTORS", "TorchDepthRunner", "predict_frame",
 ]
 
 T = TypeVar("T")
@@ -198,6 +198,15 @@ def predict_disparities(predict: Callable[[Tensor], Tensor], images: Iterable[np
 # metric factor of a stereo-trained model, else None) and ``description``. The ONNX one is
 # :class:`depth.io.onnx_file.OnnxDepthRunner`.
 
+def resolve_device(device: str) -> torch.device:
+    """``--device``: ``auto`` = CUDA when available, else the CPU; ``cuda`` without CUDA is bad input."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda requested but CUDA is not available")
+    return torch.device(device)
+
+
 class TorchDepthRunner:
     """The depth network of a checkpoint (PyTorch); returns its sigmoid."""
 
@@ -205,11 +214,7 @@ class TorchDepthRunner:
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", height: int | None = None,
                  width: int | None = None):
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda" and not torch.cuda.is_available():
-            raise InputError("--device cuda requested but CUDA is not available")
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.loaded = open_model(checkpoint, map_location="cpu")  # .lines(): what was read
         nets, cfg = self.loaded.nets, self.loaded.cfg
         self.net = nets.depth_net.to(self.device).eval()

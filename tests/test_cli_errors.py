@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 import evaluate
 import train
@@ -205,3 +206,22 @@ def test_old_flag_spellings_still_parse():
     for flag in ("--quiet", "--no-progress"):
         assert predict_parser().parse_args(["--checkpoint", "c", "in.png", "--out", "d", flag]).quiet
     assert train.parse_args(["--no-progress"]).no_progress
+
+
+def test_evaluate_device_cuda_without_cuda_is_one_line(truncated_checkpoint, tiny_synthetic, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here: --device cuda is valid")
+    good = truncated_checkpoint.with_name("good.pt")
+    rc = evaluate.main(["depth", "--checkpoint", str(good), "--data-path", str(tiny_synthetic),
+                        "--split", str(tiny_synthetic / "splits"), "--no-progress", "--device", "cuda"])
+    assert rc == 2 and _one_line(capsys.readouterr().err) == "error: --device cuda requested but CUDA is not available"
+
+
+def test_loader_workers_use_one_opencv_thread():
+    from depth.train.loader import one_thread_worker
+    before = cv2.getNumThreads()
+    try:
+        one_thread_worker(0)
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from common.errors import EvalError
 from common.arrays import open_array_file
@@ -29,7 +30,7 @@ from depth.eval.protocols import kitti_protocol, protocol_line
 from depth.eval.report import ReportView, write_report
 from depth.eval.scoring import aggregate, align, format_table, per_image_csv as dataset_csv, score_per_image  # noqa: E501
 from depth.eval.sets import load_eval_set
-from depth.inference import predict_disparities
+from depth.inference import predict_disparities, resolve_device
 from depth.model import open_model
 
 ROOT = Path(__file__).resolve().parent
@@ -41,12 +42,13 @@ def _json_clean(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-def _load_model(path: str):
-    """The model of ``--checkpoint``; says which file (and step) it is, and any file skipped."""
+def _load_model(path: str, device: torch.device | None = None):
+    """The model of ``--checkpoint`` (its networks on ``device``, default the CPU); says which file
+    (and step) it is, and any file skipped."""
     loaded = open_model(path, map_location="cpu")
     for line in loaded.lines():
         print(line, file=sys.stderr, flush=True)
-    return loaded.nets, loaded.cfg
+    return (loaded.nets.to(device) if device is not None else loaded.nets), loaded.cfg
 
 
 def _check_split_matches_data(args, entries) -> None:
@@ -142,7 +144,7 @@ def _depth_dataset(args, nets, cfg, scale) -> int:
         size = (args.width or cfg.data.width, args.height or cfg.data.height)
         disp = predict_disparities(nets.depth_net, es.images, size, min_depth=cfg.model.min_depth,
                                    max_depth=cfg.model.max_depth, post_process=args.post_process,
-                                   batch_size=args.batch_size, progress=not args.no_progress)
+                                   batch_size=args.batch_size, progress=not args.no_progress, device=args.device)
     kw = dict(fixed_scale=scale, median_scaling=not args.no_median_scaling)
     per = score_per_image(disp, es.gts, proto, **kw)
     m = aggregate(per, proto.metrics)
@@ -179,7 +181,9 @@ def cmd_depth(args) -> int:
         raise EvalError("--checkpoint needs --data-path (the images)")
     if not (args.gt or args.data_path):
         raise EvalError("give --gt GT.npz or --data-path (to export the GT on the fly)")
-    nets, cfg = _load_model(args.checkpoint) if args.checkpoint else (None, None)
+    device = resolve_device(args.device)
+    nets, cfg = _load_model(args.checkpoint, device) if args.checkpoint else (None, None)
+    args.device = device  # where the batches go (predict_disparities)
     scale = stereo_eval_scale(cfg, args.stereo_scale, where=f"--stereo: {args.checkpoint}") if args.stereo else None
     if args.dataset != "kitti":
         return _depth_dataset(args, nets, cfg, scale)
@@ -203,7 +207,8 @@ def cmd_depth(args) -> int:
         disp, windows, in_window = predict_for_gt(
             nets.depth_net, KittiImageSet(args.data_path, entries), gt, size,
             zoom=args.zoom, crop=args.crop, min_depth=cfg.model.min_depth, max_depth=cfg.model.max_depth,
-            post_process=args.post_process, batch_size=args.batch_size, progress=not args.no_progress)
+            post_process=args.post_process, batch_size=args.batch_size, progress=not args.no_progress,
+            device=args.device)
     kwargs = eigen_metric_kwargs(mode, fixed_scale=scale, median_scaling=not args.no_median_scaling,
                                  min_depth=lo, max_depth=hi)
     per = compute_depth_metrics_per_image(disp, gt, windows=windows, pred_in_window=in_window, **kwargs)

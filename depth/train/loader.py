@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import cv2
 from torch.utils.data import DataLoader, Dataset
 
 from data.samples import BadBatchError, FrameBatch, collate
@@ -11,17 +12,25 @@ from depth.train.placement import Placement
 from depth.train.run_log import RunLog
 from depth.train.sampling import EpochIndexed, ResumableSampler
 
-__all__ = ["training_loader", "BadSamples"]
+__all__ = ["training_loader", "one_thread_worker", "BadSamples"]
+
+
+def one_thread_worker(worker_id: int) -> None:
+    """A loader worker decodes and resizes with one OpenCV thread: the workers are the parallelism
+    (OpenCV's own pool in every worker would oversubscribe the cores)."""
+    cv2.setNumThreads(1)
 
 
 def training_loader(train_set: Dataset, sampler: ResumableSampler, where: Placement, num_workers: int,
                     skip_errors: tuple[type[BaseException], ...] = ()) -> DataLoader:
-    """``where.batch_per_rank`` samples per batch, whole batches only, workers kept across epochs;
-    a sample raising one of ``skip_errors`` is dropped by :func:`data.samples.collate`."""
+    """``where.batch_per_rank`` samples per batch, whole batches only, workers kept across epochs
+    (each with one OpenCV thread); a sample raising one of ``skip_errors`` is dropped by
+    :func:`data.samples.collate`."""
     return DataLoader(EpochIndexed(train_set, skip_errors), batch_size=where.batch_per_rank, sampler=sampler,
                       num_workers=num_workers, collate_fn=collate, drop_last=True,
                       pin_memory=where.device.type == "cuda", persistent_workers=num_workers > 0,
-                      prefetch_factor=2 if num_workers > 0 else None)
+                      prefetch_factor=2 if num_workers > 0 else None,
+                      worker_init_fn=one_thread_worker if num_workers > 0 else None)
 
 
 class BadSamples:
