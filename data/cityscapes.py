@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from common.errors import DataError
-from data.frames import decode_file, read_image
+from data.images import decode_file, read_image
 from data.splits import split_lines
 
 __all__ = ["CITYSCAPES_TEST_FILES", "CITYSCAPES_TEST_COUNT", "CityscapesEntry", "read_cityscapes_split",

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import DataError
-from data.frames import read_image
+from data.images import read_image
 
 __all__ = ["MAKE3D_TEST_COUNT", "LASER_KEY", "LASER_DEPTH_CHANNEL", "laser_path", "read_laser_depth",
            "Make3DTestSet"]

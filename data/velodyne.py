@@ -29,7 +29,7 @@ import numpy as np
 
 from common.errors import DataError
 from data.calib import image_size_from_calib, projection_velo_to_image
-from data.frames import decode_file
+from data.images import decode_file
 
 __all__ = [
     "load_velodyne_points",
