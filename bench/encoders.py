@@ -41,6 +41,7 @@ from bench.infer_speed import export_and_time
 from data.samples import FrameBatch
 from depth.config import load_config
 from depth.io.onnx_file import DepthExportModel
+from depth.model import build_networks
 from depth.networks import DepthNet
 from depth.train.trainer import Trainer
 
@@ -84,9 +85,11 @@ def network_of(entry: str) -> tuple[str, list[str]]:
 
 
 def build_depth_net(entry: str) -> DepthNet:
+    """The depth net of a ``--encoders`` entry, built as every run builds it (depth.model.build_networks:
+    random initialisation from the config's seed)."""
     encoder, overrides = network_of(entry)
-    m = load_config(None, [f"model.encoder={encoder}", "model.pretrained=false", *overrides]).model
-    return DepthNet(encoder, scales=tuple(m.scales), dca=m.dca, decoder=m.decoder, input_norm=m.input_norm)
+    cfg = load_config(None, [f"model.encoder={encoder}", "model.pretrained=false", *overrides])
+    return build_networks(cfg).depth_net
 
 
 def train_step_s(name: str, steps: int, height: int = 64, width: int = 192, batch: int = 6) -> float:
@@ -128,7 +131,6 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            torch.manual_seed(0)
             net = build_depth_net(name).eval()
             row = {"encoder": name, "encoder_params_m": _n(net.encoder) / 1e6, "params_m": _n(net) / 1e6,
                    "gmacs_640x192": gmacs(net, 192, 640), "latency": {}}

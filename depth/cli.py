@@ -39,25 +39,20 @@ def error_line(e: BaseException) -> str:
     return f"error: {str(e).strip() or type(e).__name__}"
 
 
-def command_errors(main: Callable[..., int] | None = None):
+def command_errors(main: Callable[..., int]) -> Callable[..., int]:
     """Wrap a command's ``main(argv=None) -> int``: bad input (:data:`BAD_INPUT`) prints
     :func:`error_line` (after the traceback with ``--debug`` in argv) and returns 2."""
-    caught = BAD_INPUT
-
-    def wrap(fn: Callable[..., int]) -> Callable[..., int]:
-        @functools.wraps(fn)
-        def run(argv: list[str] | None = None) -> int:
-            args = sys.argv[1:] if argv is None else list(argv)
-            try:
-                return fn(argv)
-            except caught as e:
-                if DEBUG_FLAG in args:
-                    traceback.print_exc()
-                print(error_line(e), file=sys.stderr, flush=True)
-                return EXIT_BAD_INPUT
-        return run
-
-    return wrap(main) if main is not None else wrap
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> int:
+        args = sys.argv[1:] if argv is None else list(argv)
+        try:
+            return main(argv)
+        except BAD_INPUT as e:
+            if DEBUG_FLAG in args:
+                traceback.print_exc()
+            print(error_line(e), file=sys.stderr, flush=True)
+            return EXIT_BAD_INPUT
+    return run
 
 
 def parse_then_run(parse: Callable[[list[str] | None], argparse.Namespace], module: str) -> Callable[..., int]:

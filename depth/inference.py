@@ -33,13 +33,12 @@ from depth.model import open_model
 
 __all__ = [
     "network_input", "predict_disparities", "batch_post_process_disparity", "centre_window",
-    "zoom_post_process", "zoom_window", "resolve_device", "batched", "ZOOM_PP_SCALES", "ZOOM_PP_FACTORS", "TorchDepthRunner", "predict_frame",
+    "zoom_post_process", "zoom_window", "resolve_device", "batched", "ZOOM_PP_SCALES", "TorchDepthRunner", "predict_frame",
 ]
 
 T = TypeVar("T")
 
 ZOOM_PP_SCALES = (0.5, 0.75)  # the authors' zoom_pp, then zoom_pp_twice (window fractions)
-ZOOM_PP_FACTORS = tuple(1 / s for s in ZOOM_PP_SCALES)  # the same windows as zoom factors (2, 4/3)
 OUTPUTS = ("sigmoid", "disparity")
 
 

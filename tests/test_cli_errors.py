@@ -198,9 +198,8 @@ def test_old_flag_spellings_still_parse():
     from depth.convert import _parser as convert_parser
     from depth.export import _parser as export_parser
     from depth.predict import _parser as predict_parser
-    for parser in (export_parser(), ):
-        assert parser.parse_args(["--checkpoint", "c", "--output", "x.onnx"]).output == "x.onnx"
-        assert parser.parse_args(["--checkpoint", "c", "--out", "x.onnx"]).output == "x.onnx"
+    assert export_parser().parse_args(["--checkpoint", "c", "--output", "x.onnx"]).output == "x.onnx"
+    assert export_parser().parse_args(["--checkpoint", "c", "--out", "x.onnx"]).output == "x.onnx"
     assert convert_parser().parse_args(["src", "--output", "o"]).output == "o"
     assert convert_parser().parse_args(["src", "--out", "o"]).output == "o"
     for flag in ("--quiet", "--no-progress"):
@@ -218,9 +217,19 @@ def test_evaluate_device_cuda_without_cuda_is_one_line(truncated_checkpoint, tin
 
 
 def test_loader_workers_use_one_opencv_thread():
-    from depth.train.loader import one_thread_worker
+    """The training loader's workers start with one OpenCV thread; the in-process loader leaves the
+    main process's OpenCV alone."""
+    from depth.train.loader import one_thread_worker, training_loader
+    from depth.train.placement import Placement
+    from depth.train.sampling import ResumableSampler
+    where = Placement(rank=0, world_size=1, device=torch.device("cpu"), batch_per_rank=2, amp_dtype=None,
+                      channels_last=False, collective_device=None)
+    sampler = ResumableSampler(4, 0, True, 0, 1, with_epoch=True)
+    assert training_loader([None] * 4, sampler, where, num_workers=2).worker_init_fn is one_thread_worker
+    assert training_loader([None] * 4, sampler, where, num_workers=0).worker_init_fn is None
     before = cv2.getNumThreads()
     try:
+        cv2.setNumThreads(4)
         one_thread_worker(0)
         assert cv2.getNumThreads() == 1
     finally:

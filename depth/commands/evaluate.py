@@ -124,7 +124,7 @@ def _finish_depth(args, *, proto, title, line, per, metrics, names, csv_text, vi
     return 0
 
 
-def _depth_dataset(args, nets, cfg, scale) -> int:
+def _depth_dataset(args, nets, cfg, scale, device: torch.device) -> int:
     """``--dataset make3d|cityscapes|nyuv2``: the set's protocol (depth/eval/protocols.py)."""
     if args.zoom or args.crop:
         raise EvalError("--zoom/--crop (the scale test) are for --dataset kitti")
@@ -144,7 +144,7 @@ def _depth_dataset(args, nets, cfg, scale) -> int:
         size = (args.width or cfg.data.width, args.height or cfg.data.height)
         disp = predict_disparities(nets.depth_net, es.images, size, min_depth=cfg.model.min_depth,
                                    max_depth=cfg.model.max_depth, post_process=args.post_process,
-                                   batch_size=args.batch_size, progress=not args.no_progress, device=args.device)
+                                   batch_size=args.batch_size, progress=not args.no_progress, device=device)
     kw = dict(fixed_scale=scale, median_scaling=not args.no_median_scaling)
     per = score_per_image(disp, es.gts, proto, **kw)
     m = aggregate(per, proto.metrics)
@@ -183,10 +183,9 @@ def cmd_depth(args) -> int:
         raise EvalError("give --gt GT.npz or --data-path (to export the GT on the fly)")
     device = resolve_device(args.device)
     nets, cfg = _load_model(args.checkpoint, device) if args.checkpoint else (None, None)
-    args.device = device  # where the batches go (predict_disparities)
     scale = stereo_eval_scale(cfg, args.stereo_scale, where=f"--stereo: {args.checkpoint}") if args.stereo else None
     if args.dataset != "kitti":
-        return _depth_dataset(args, nets, cfg, scale)
+        return _depth_dataset(args, nets, cfg, scale, device)
     args.split = args.split or "eigen"
     lo = 1e-3 if args.min_depth is None else args.min_depth
     hi = 80.0 if args.max_depth is None else args.max_depth
@@ -208,7 +207,7 @@ def cmd_depth(args) -> int:
             nets.depth_net, KittiImageSet(args.data_path, entries), gt, size,
             zoom=args.zoom, crop=args.crop, min_depth=cfg.model.min_depth, max_depth=cfg.model.max_depth,
             post_process=args.post_process, batch_size=args.batch_size, progress=not args.no_progress,
-            device=args.device)
+            device=device)
     kwargs = eigen_metric_kwargs(mode, fixed_scale=scale, median_scaling=not args.no_median_scaling,
                                  min_depth=lo, max_depth=hi)
     per = compute_depth_metrics_per_image(disp, gt, windows=windows, pred_in_window=in_window, **kwargs)
