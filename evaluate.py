@@ -116,7 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-main = parse_then_run(lambda argv: build_parser().parse_args(argv), "depth.commands.evaluate")
+def command_module(args: argparse.Namespace) -> str:
+    """The module that runs ``args``: with ``--checkpoint`` the model path
+    (``depth.commands.evaluate_model``: torch, the networks), else the scoring alone
+    (``depth.commands.evaluate``: NumPy and numba, no torch)."""
+    return "depth.commands.evaluate_model" if getattr(args, "checkpoint", None) else "depth.commands.evaluate"
+
+
+main = parse_then_run(lambda argv: build_parser().parse_args(argv), command_module)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import numba
 import numpy as np
 
 from depth.eval.gt import SparseGT, export_gt, save_dense_gt, save_sparse_gt
-from depth.eval.metrics import compute_depth_metrics
+from depth.eval.metrics import _median, compute_depth_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -200,6 +200,35 @@ def bench_metrics(args, gts, preds, tmp: Path):
     return sparse, t_ref
 
 
+@numba.njit(cache=True)
+def _repeat_np_median(v, reps):
+    s = 0.0
+    for _ in range(reps):
+        s += np.median(v)
+    return s
+
+
+@numba.njit(cache=True)
+def _repeat_hist_median(v, reps, f32, hist, cand):
+    s = 0.0
+    for _ in range(reps):
+        s += _median(v, v.size, f32, hist, cand)
+    return s
+
+
+def bench_median(n=20000, reps=1000):
+    """The kernels' median (float32 bit-pattern histogram) against numba's ``np.median``."""
+    v = np.exp(np.random.default_rng(0).uniform(0, np.log(80), n)).astype(np.float32).astype(np.float64)
+    f32, hist, cand = np.empty(n, np.float32), np.zeros(65536, np.int32), np.empty(n)
+    assert _repeat_hist_median(v, 1, f32, hist, cand) == _repeat_np_median(v, 1)
+    t_np, _ = best_of(lambda: _repeat_np_median(v, reps), 3)
+    t_h, _ = best_of(lambda: _repeat_hist_median(v, reps, f32, hist, cand), 3)
+    print(f"\n== one median of {n} depths (numba, one thread) ==")
+    print(f"  {'np.median':<58} {1e3 * t_np / reps:8.3f} ms")
+    print(f"  {'histogram of float32 bits + selection (the kernels)':<58} {1e3 * t_h / reps:8.3f} ms  "
+          f"{t_np / t_h:.1f}x faster")
+
+
 def numba_threads():
     return numba.get_num_threads()
 
@@ -293,6 +322,7 @@ def main():
         print(f"synthetic data: {args.n} maps in {time.perf_counter() - t:.1f} s; "
               f"{np.mean([np.count_nonzero(g) for g in gts[:20]]) / gts[0].size * 100:.1f} % valid")
         sparse, _ = bench_metrics(args, gts, preds, tmp)
+        bench_median()
         if not args.skip_export:
             bench_export(args)
         if not args.skip_process:

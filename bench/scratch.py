@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from common.atomic import atomic_write_text
 from data.datasets import build_training_data
@@ -99,8 +98,8 @@ def main() -> int:
         traces.append(old if old and old.get("done") and old["steps"] == args.steps
                       else run(name, args.steps, args.every, args.out, args.overrides))
     checkpoints = sorted({v["step"] for t in traces for v in t["val"]})
-    print(f"\nsynthetic street, 192x64, batch 6, from scratch, seed 0; abs rel at each step "
-          f"(prior 'per-pixel mean training depth': 0.198)")
+    print("\nsynthetic street, 192x64, batch 6, from scratch, seed 0; abs rel at each step "
+          "(prior 'per-pixel mean training depth': 0.198)")
     print("| variant | " + " | ".join(f"@{s}" for s in checkpoints) + " | mean abs(t), steps 1-10 | mean abs(t), last 10 | "
           "median GT / predicted depth at the end |")
     print("|---|" + "---|" * (len(checkpoints) + 3))

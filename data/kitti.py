@@ -1,4 +1,5 @@
-"""KITTI raw layout: frame paths, intrinsics, the training dataset, validation images, odometry.
+"""KITTI raw: intrinsics, the training dataset, the frame cache (frame paths, the frames of a split
+and odometry frames live in :mod:`data.kitti_layout`, re-exported here).
 
 Layout: ``<root>/<date>/<date>_drive_NNNN_sync/image_0{2,3}/data/%010d.{png,jpg}`` and the date's
 ``calib_cam_to_cam.txt``; odometry: ``<root>/sequences/NN/image_2/%06d.{png,jpg}``. A training
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,32 +29,17 @@ from data.frames import BadSampleError, FrameSampleDataset, monodepth2_intrinsic
 from data.frames import resize_intrinsics
 from data.samples import FrameSample
 from data.splits import SplitEntry
+from data.kitti_layout import SIDE_TO_CAM, KittiImageSet, image_path, odometry_frames  # noqa: F401 (re-exported)
 
 __all__ = [
     "image_path", "kitti_intrinsics", "KittiRawDataset", "ImageDiskCache", "KittiImageSet",
     "odometry_frames", "STEREO_BASELINE_KITTI",
 ]
 
-SIDE_TO_CAM = {"l": 2, "r": 3}
 # Metres between image_02 and image_03 (rounded, as Monodepth2). Training with this value as the
 # stereo translation gives depth in metres (evaluation scale 1); Monodepth2 trains with 0.1 instead,
 # so that its depth x 0.54 / 0.1 = 5.4 is metres (see depth.eval.scale.stereo_scale).
 STEREO_BASELINE_KITTI = 0.54
-
-
-def image_path(root: str | Path, entry: SplitEntry, side: str | None = None, ext: str | None = None,
-               frame: int | None = None) -> Path:
-    """Path of a frame; ``ext`` None/"auto" finds png or jpg (png preferred)."""
-    side = side or entry.side
-    frame = entry.frame if frame is None else frame
-    folder = Path(root) / entry.folder / f"image_0{SIDE_TO_CAM[side]}" / "data"
-    if ext in (None, "auto"):
-        for e in ("png", "jpg"):
-            p = folder / f"{frame:010d}.{e}"
-            if p.is_file():
-                return p
-        return folder / f"{frame:010d}.png"
-    return folder / f"{frame:010d}.{ext}"
 
 
 def kitti_intrinsics(calib_dir: str | Path, side: str = "l") -> tuple[np.ndarray, tuple[int, int]]:
@@ -155,42 +140,6 @@ class KittiRawDataset(FrameSampleDataset):
             side = e.side if not flip else ("r" if e.side == "l" else "l")
             sample.T_stereo = torch.from_numpy(_stereo_T(side, self.stereo_baseline))
         return sample
-
-
-class KittiImageSet:
-    """The target frames of split entries at full resolution, read when indexed or iterated:
-    ``H x W x 3`` uint8 RGB (validation and evaluation input; the model resizes them with
-    :func:`data.frames.resize_image`)."""
-
-    def __init__(self, root: str | Path, entries: list[SplitEntry], img_ext: str = "auto"):
-        self.root, self.entries, self.img_ext = Path(root), list(entries), img_ext
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def path(self, index: int) -> Path:
-        e = self.entries[index]
-        return image_path(self.root, e, e.side, self.img_ext)
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        return read_image(self.path(index))
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        return (self[i] for i in range(len(self)))
-
-
-def odometry_frames(root: str | Path, sequence: int, count: int) -> Iterator[np.ndarray]:
-    """Frames ``0 .. count-1`` of a KITTI odometry sequence (``sequences/NN/image_2``, png or jpg),
-    read one at a time; a missing frame raises :class:`BadSampleError` naming both candidates."""
-    folder = Path(root) / "sequences" / f"{int(sequence):02d}" / "image_2"
-    for i in range(count):
-        for ext in (".png", ".jpg"):
-            p = folder / f"{i:06d}{ext}"
-            if p.is_file():
-                break
-        else:
-            raise BadSampleError(f"odometry frame {i} not found as {folder / f'{i:06d}'}.png or .jpg")
-        yield read_image(p)
 
 
 class ImageDiskCache:

@@ -86,7 +86,7 @@ class FrameBatch:
 
 
 def collate(samples: list) -> FrameBatch:
-    """Stack :class:`FrameSample`\ s into a :class:`FrameBatch`; ``None`` samples are dropped, and
+    """Stack the :class:`FrameSample` objects into a :class:`FrameBatch`; ``None`` samples are dropped, and
     so are :class:`BadSample` markers, whose messages go to ``bad_samples``."""
     bad = [s.message for s in samples if isinstance(s, BadSample)]
     good = [s for s in samples if s is not None and not isinstance(s, BadSample)]

@@ -55,12 +55,16 @@ def command_errors(main: Callable[..., int]) -> Callable[..., int]:
     return run
 
 
-def parse_then_run(parse: Callable[[list[str] | None], argparse.Namespace], module: str) -> Callable[..., int]:
+def parse_then_run(parse: Callable[[list[str] | None], argparse.Namespace],
+                   module: str | Callable[[argparse.Namespace], str]) -> Callable[..., int]:
     """A command's ``main(argv=None) -> int``: ``parse(argv)``, then ``module.run(args)`` -- the module
     (in ``depth/commands/``) imported only after parsing, so ``--help`` and a bad flag answer without
-    importing torch. This is the one place the project defers imports. Errors as :func:`command_errors`."""
+    importing torch. ``module`` may be a function of the parsed arguments naming the module (e.g.
+    ``evaluate.py``: scoring saved predictions needs no model). This is the one place the project
+    defers imports. Errors as :func:`command_errors`."""
     @command_errors
     def main(argv: list[str] | None = None) -> int:
         args = parse(argv)
-        return importlib.import_module(module).run(args)
+        name = module if isinstance(module, str) else module(args)
+        return importlib.import_module(name).run(args)
     return main

@@ -14,6 +14,7 @@ Windows are ``(top, bottom, left, right)`` in pixels (bottom/right exclusive).
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -25,15 +26,16 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from common.errors import InputError
+from common.errors import EvalError, InputError
 from data.frames import frames_to_tensor, resize_image
 from depth.eval.scale import stereo_scale
-from depth.geometry import disp_to_depth
+from depth.eval.windows import centre_window, crop_window
+from depth.geometry import disp_to_depth, pose_vector_to_matrix
 from depth.model import open_model
 
 __all__ = [
     "network_input", "predict_disparities", "batch_post_process_disparity", "centre_window",
-    "zoom_post_process", "zoom_window", "resolve_device", "batched", "ZOOM_PP_SCALES", "TorchDepthRunner", "predict_frame",
+    "zoom_post_process", "zoom_window", "predict_for_gt", "predict_relative_poses", "resolve_device", "batched", "ZOOM_PP_SCALES", "TorchDepthRunner", "predict_frame",
 ]
 
 T = TypeVar("T")
@@ -73,22 +75,6 @@ def batch_post_process_disparity(l_disp: np.ndarray, r_disp: np.ndarray) -> np.n
     l_mask = (1.0 - np.clip(20 * (l - 0.05), 0, 1))[None, ...]
     r_mask = l_mask[:, :, ::-1]
     return (r_mask * l_disp + l_mask * r_disp + (1.0 - l_mask - r_mask) * m_disp).astype(l_disp.dtype)
-
-
-def centre_window(height: int, width: int, zoom: float) -> tuple[int, int, int, int]:
-    """The centred ``1/zoom`` window ``(top, bottom, left, right)`` of a ``height x width`` image."""
-    if not zoom >= 1.0:
-        raise ValueError(f"zoom must be >= 1, got {zoom}")
-    h = max(1, int(round(height / zoom)))
-    w = max(1, int(round(width / zoom)))
-    top = (height - h) // 2
-    left = (width - w) // 2
-    return top, top + h, left, left + w
-
-
-def _crop(img: np.ndarray, win: tuple[int, int, int, int]) -> np.ndarray:
-    t, b, l, r = win
-    return img[t:b, l:r]
 
 
 class _Forward:
@@ -174,7 +160,7 @@ def predict_disparities(predict: Callable[[Tensor], Tensor], images: Iterable[np
         raise ValueError(f"post_process must be none, flip or zoom, got {post_process!r}")
     fwd = _Forward(predict, min_depth, max_depth, output, device)
     if zoom is not None and zoom != 1:
-        images = (_crop(im, centre_window(im.shape[0], im.shape[1], zoom)) for im in images)
+        images = (crop_window(im, centre_window(im.shape[0], im.shape[1], zoom)) for im in images)
     out: list[np.ndarray] = []
     with tqdm(desc="predict", unit="img", disable=not progress) as bar:
         for batch in batched(images, batch_size):
@@ -196,6 +182,63 @@ def predict_disparities(predict: Callable[[Tensor], Tensor], images: Iterable[np
 # ``width``/``height`` (network input size), ``min_depth``/``max_depth``, ``stereo_scale`` (the
 # metric factor of a stereo-trained model, else None) and ``description``. The ONNX one is
 # :class:`depth.io.onnx_file.OnnxDepthRunner`.
+
+def _gt_shapes(gt) -> list[tuple[int, int]]:
+    return [tuple(s) for s in gt.shapes] if hasattr(gt, "shapes") else [tuple(np.shape(m)) for m in gt]
+
+
+def _at_gt_size(images: Iterable[np.ndarray], shapes: list[tuple[int, int]]) -> Iterator[np.ndarray]:
+    for i, (im, s) in enumerate(zip(images, shapes)):
+        if tuple(im.shape[:2]) != s:
+            raise EvalError(f"image {i} is {im.shape[0]}x{im.shape[1]} but its GT map is {s[0]}x{s[1]}: "
+                             f"the scale test needs images at the GT resolution")
+        yield im
+
+
+def predict_for_gt(predict: Callable, images: Iterable[np.ndarray], gt, size_wh: tuple[int, int], *,
+                   zoom: float | None = None, crop: float | None = None,
+                   **predict_kwargs) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """Disparities of ``images`` to score against ``gt`` (the same split, in order), plainly or
+    for one half of the scale test (docs/method.md §7, last bullet).
+
+    ``zoom=Z``: predict on the centre ``1/Z`` crop resized to the network size, scored on the
+    same GT window; ``crop=Z``: predict on the full image, score its centre ``1/Z``. The Garg crop
+    stays in full-image coordinates. Returns ``(disp, windows or None, pred_in_window)`` for
+    :func:`depth.eval.metrics.compute_depth_metrics`; ``predict_kwargs`` go to
+    :func:`depth.inference.predict_disparities`.
+    """
+    if zoom and crop:
+        raise ValueError("zoom and crop are two different tests: give one of them")
+    shapes = _gt_shapes(gt)
+    if hasattr(images, "__len__") and len(images) != len(shapes):
+        raise EvalError(f"{len(images)} images but {len(shapes)} GT maps")
+    z = zoom or crop
+    windows = None
+    if z:
+        windows = np.array([centre_window(h, w, z) for h, w in shapes], dtype=np.int64)
+        images = _at_gt_size(images, shapes)
+    disp = predict_disparities(predict, images, size_wh, zoom=zoom, **predict_kwargs)
+    return disp, windows, bool(zoom)
+
+
+def predict_relative_poses(pose_predict: Callable, frames: Iterable[np.ndarray], size_wh: tuple[int, int],
+                           batch_size: int = 8, progress: bool = False) -> np.ndarray:
+    """``(N-1, 4, 4)`` transforms frame i -> frame i+1 from consecutive full-resolution RGB frames.
+
+    ``pose_predict(frame_a, frame_b)`` takes two ``(B, 3, h, w)`` tensors in ``[0, 1]`` and returns
+    ``(axisangle (B, 3), translation (B, 3))`` of the transform a -> b (Monodepth2's convention).
+    Frames are resized with :func:`data.frames.resize_image`, the resize of every other path.
+    """
+    out = []
+    pairs = itertools.pairwise(resize_image(im, size_wh) for im in frames)  # (frame i, frame i+1)
+    with tqdm(desc="pose", unit="pair", disable=not progress) as bar, torch.inference_mode():
+        for batch in batched(pairs, batch_size):
+            frames_a, frames_b = zip(*batch)
+            aa, t = pose_predict(frames_to_tensor(frames_a), frames_to_tensor(frames_b))
+            out.append(pose_vector_to_matrix(aa.reshape(-1, 3), t.reshape(-1, 3)).double().cpu().numpy())
+            bar.update(len(batch))
+    return np.concatenate(out) if out else np.zeros((0, 4, 4))
+
 
 def resolve_device(device: str) -> torch.device:
     """``--device``: ``auto`` = CUDA when available, else the CPU; ``cuda`` without CUDA is bad input."""

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from depth.config import Config, ConfigError, TrainConfig, closest_keys, from_dict, load_config, resolve_input_norm, to_dict
-from depth.networks import DepthNet
 from depth.train.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")

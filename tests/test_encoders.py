@@ -25,12 +25,12 @@ import train
 from data.datasets import build_training_data
 from data.samples import collate
 from depth.config import ConfigError, load_config, to_dict
-from depth.eval.pose import predict_relative_poses
+from depth.inference import predict_relative_poses
 from depth.io.imagenet import MissingWeightsError, find_imagenet_weights, weights_name
 from depth.io.onnx_file import DepthExportModel, export_onnx, onnx_session, verify_onnx
 from depth.model import build_networks, check_encoders, imagenet_weights, load_model
 from depth.networks import DepthNet, PoseNet
-from depth.networks.encoder import create_encoder, encode
+from depth.networks.encoder import create_encoder
 from depth.train.trainer import Trainer
 from tests.helpers import procedural_image
 

@@ -20,7 +20,6 @@ from depth.eval.pose import (
     dump_xyz,
     gt_local_poses,
     load_odometry_poses,
-    predict_relative_poses,
     snippet_ates,
 )
 from depth.eval.robustness import scale_robustness, zoom_robustness
@@ -28,6 +27,7 @@ from depth.inference import (
     batch_post_process_disparity,
     centre_window,
     predict_disparities,
+    predict_relative_poses,
     zoom_post_process,
     zoom_window,
 )
@@ -307,6 +307,32 @@ def test_cli_depth_disparities_on_generated_gt(tmp_path):
     r = _run("depth", "--disparities", tmp_path / "disp.npy", "--gt", tmp_path / "gt.npz", "--split",
              tmp_path / "other.txt")
     assert r.returncode == 2 and "made for another split" in r.stderr
+
+
+def test_scoring_saved_disparities_imports_no_torch(tmp_path):
+    """``depth --disparities`` runs the scoring module alone (evaluate.command_module): no torch, no
+    networks; ``--checkpoint`` picks the model path."""
+    import evaluate
+    rng = np.random.default_rng(4)
+    gts = [np.where(rng.random((60, 200)) < 0.1, rng.uniform(1, 70, (60, 200)), 0).astype(np.float32)
+           for _ in range(3)]
+    save_sparse_gt(tmp_path / "gt.npz", SparseGT.from_dense(gts, entries=[f"d/x_sync {i} l" for i in range(3)]))
+    (tmp_path / "split.txt").write_text("".join(f"d/x_sync {i} l\n" for i in range(3)))
+    np.save(tmp_path / "disp.npy", (rng.random((3, 32, 96)) * 0.3 + 0.01).astype(np.float32))
+    argv = ["depth", "--disparities", str(tmp_path / "disp.npy"), "--gt", str(tmp_path / "gt.npz"),
+            "--split", str(tmp_path / "split.txt"), "--json", str(tmp_path / "m.json")]
+    code = (f"import sys, evaluate\nrc = evaluate.main({argv!r})\n"
+            f"print('RC', rc, [m for m in ('torch', 'timm', 'kornia', 'albumentations') if m in sys.modules])")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.stdout.strip().splitlines()[-1] == "RC 0 []", r.stdout[-800:] + r.stderr[-800:]
+    assert json.loads((tmp_path / "m.json").read_text())["n_images"] == 3
+    parse = evaluate.build_parser().parse_args
+    assert evaluate.command_module(parse(argv)) == "depth.commands.evaluate"
+    assert evaluate.command_module(parse(["depth", "--checkpoint", "c.pt", "--data-path", "d"])) == \
+        "depth.commands.evaluate_model"
+    assert evaluate.command_module(parse(["pose", "--pred-poses", "p.npy"])) == "depth.commands.evaluate"
+    assert evaluate.command_module(parse(["export-gt", "--data-path", "d", "--out", "g.npz"])) == \
+        "depth.commands.evaluate"
 
 
 def test_cli_export_gt_and_on_the_fly_gt(kitti_sample, tmp_path):

@@ -14,7 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import gpu_check, gpu_wheels  # noqa: E402
-from bench.gpu_wheels import Requirement  # noqa: E402
 
 
 def test_missing_requirements_are_those_the_image_lacks(tmp_path):

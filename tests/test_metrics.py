@@ -186,3 +186,21 @@ def test_garg_crop_constants_are_monodepth2s():
     assert garg_crop_box(375, 1242) == (153, 371, 44, 1197)
     assert garg_crop_box(370, 1226) == (151, 366, 44, 1181)
     assert garg_crop_box(64, 192) == (26, 63, 6, 185)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 8, 101, 20000, 20001])
+def test_histogram_median_equals_numpy_median(n):
+    """The kernels' median (float32 bit-pattern histogram + selection) is np.median exactly: odd and
+    even counts, heavy ties, values spanning many exponents, and negatives (its fallback)."""
+    from depth.eval.metrics import _median
+    rng = np.random.default_rng(n)
+    f32, hist, cand = np.empty(n, np.float32), np.zeros(65536, np.int32), np.empty(n)
+    cases = [rng.uniform(1, 80, n), np.round(rng.uniform(1, 5, n)), np.exp(rng.uniform(-3, 9, n)),
+             np.full(n, 7.25), rng.uniform(-2, 2, n)]
+    for v in cases:
+        v = v.astype(np.float32).astype(np.float64)
+        got = _median(v, n, f32, hist, cand)
+        assert got == np.median(v)
+        assert not hist.any()  # left zeroed for the next image
+    v = rng.uniform(1, 80, n + 5).astype(np.float32).astype(np.float64)  # only the first n count
+    assert _median(v, n, np.empty(n + 5, np.float32), hist, np.empty(n + 5)) == np.median(v[:n])

@@ -17,7 +17,6 @@ from data.samples import collate
 from data.video import (
     IntrinsicsMissing,
     Sequence,
-    VideoFolderDataset,
     build_video_data,
     decode_video,
     discover_sequences,

@@ -1,37 +1,41 @@
 """``python evaluate.py`` once its arguments are parsed: ``export-gt``, ``depth`` (KITTI Eigen,
-Make3D, Cityscapes, NYUv2, with the report) and ``pose`` (docstring of evaluate.py)."""
+Make3D, Cityscapes, NYUv2, with the report) and ``pose`` (docstring of evaluate.py).
+
+This module scores; it imports NumPy, numba and OpenCV but not torch, so scoring saved predictions
+(``depth --disparities``, ``pose --pred-poses``) starts in a fraction of a second. With
+``--checkpoint`` evaluate.py runs :mod:`depth.commands.evaluate_model` instead, which opens the
+model and hands it to :func:`run` here (``open_model``): the predictions come from it, the scoring
+is this module's.
+"""
 from __future__ import annotations
 
 import json
 import math
-import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from common.errors import EvalError
 from common.arrays import open_array_file
 from common.atomic import atomic_write_text
-from data.kitti import KittiImageSet, odometry_frames
+from data.kitti_layout import KittiImageSet
 from data.splits import builtin_splits, missing_folders, read_split_file, split_file
-from depth.eval.eigen import (
-    eigen_metric_kwargs,
-    gt_kind_for_split,
-    load_disparities,
-    per_image_csv,
-    predict_for_gt,
-)
+from depth.eval.eigen import eigen_metric_kwargs, gt_kind_for_split, load_disparities, per_image_csv
 from depth.eval.gt import choose_gt_format, evaluation_gt, export_gt, save_dense_gt, save_sparse_gt
 from depth.eval.metrics import aggregate_metrics, compute_depth_metrics_per_image, format_metrics_table
-from depth.eval.pose import load_odometry_poses, predict_relative_poses, snippet_ates
+from depth.eval.pose import load_odometry_poses, snippet_ates
 from depth.eval.scale import stereo_eval_scale
 from depth.eval.protocols import kitti_protocol, protocol_line
 from depth.eval.report import ReportView, write_report
 from depth.eval.scoring import aggregate, align, format_table, per_image_csv as dataset_csv, score_per_image  # noqa: E501
 from depth.eval.sets import load_eval_set
-from depth.inference import predict_disparities, resolve_device
-from depth.model import open_model
+
+if TYPE_CHECKING:  # the model path, for annotations only
+    from depth.commands.evaluate_model import EvalModel
+
+OpenModel = Callable[..., "EvalModel"]  # (checkpoint, device) -> EvalModel
 
 ROOT = Path(__file__).resolve().parent
 
@@ -40,15 +44,6 @@ JSON_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "n_image
 
 def _json_clean(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
-
-
-def _load_model(path: str, device: torch.device | None = None):
-    """The model of ``--checkpoint`` (its networks on ``device``, default the CPU); says which file
-    (and step) it is, and any file skipped."""
-    loaded = open_model(path, map_location="cpu")
-    for line in loaded.lines():
-        print(line, file=sys.stderr, flush=True)
-    return (loaded.nets.to(device) if device is not None else loaded.nets), loaded.cfg
 
 
 def _check_split_matches_data(args, entries) -> None:
@@ -124,7 +119,7 @@ def _finish_depth(args, *, proto, title, line, per, metrics, names, csv_text, vi
     return 0
 
 
-def _depth_dataset(args, nets, cfg, scale, device: torch.device) -> int:
+def _depth_dataset(args, model: EvalModel | None, scale) -> int:
     """``--dataset make3d|cityscapes|nyuv2``: the set's protocol (depth/eval/protocols.py)."""
     if args.zoom or args.crop:
         raise EvalError("--zoom/--crop (the scale test) are for --dataset kitti")
@@ -141,15 +136,14 @@ def _depth_dataset(args, nets, cfg, scale, device: torch.device) -> int:
             raise EvalError(f"{args.disparities} holds {len(disp)} disparity maps but the {args.dataset} "
                             f"test set under {args.data_path} has {len(es)} images")
     else:
-        size = (args.width or cfg.data.width, args.height or cfg.data.height)
-        disp = predict_disparities(nets.depth_net, es.images, size, min_depth=cfg.model.min_depth,
-                                   max_depth=cfg.model.max_depth, post_process=args.post_process,
-                                   batch_size=args.batch_size, progress=not args.no_progress, device=device)
+        size = model.input_size(args.width, args.height)
+        disp = model.disparities(es.images, size, post_process=args.post_process, batch_size=args.batch_size,
+                                 progress=not args.no_progress)
     kw = dict(fixed_scale=scale, median_scaling=not args.no_median_scaling)
     per = score_per_image(disp, es.gts, proto, **kw)
     m = aggregate(per, proto.metrics)
     line = protocol_line(proto, n_images=len(es), network_size=size,
-                         trained_size=(cfg.data.width, cfg.data.height) if cfg else None,
+                         trained_size=model.trained_size if model else None,
                          scaling=_scaling(args, scale), post_process=args.post_process)
 
     def view(i):
@@ -161,7 +155,7 @@ def _depth_dataset(args, nets, cfg, scale, device: torch.device) -> int:
                          view=view, size=size, scale=scale)
 
 
-def cmd_depth(args) -> int:
+def cmd_depth(args, open_model: OpenModel | None = None) -> int:
     if bool(args.checkpoint) == bool(args.disparities):
         raise EvalError("give exactly one of --checkpoint and --disparities")
     if args.zoom and args.crop:
@@ -181,11 +175,11 @@ def cmd_depth(args) -> int:
         raise EvalError("--checkpoint needs --data-path (the images)")
     if not (args.gt or args.data_path):
         raise EvalError("give --gt GT.npz or --data-path (to export the GT on the fly)")
-    device = resolve_device(args.device)
-    nets, cfg = _load_model(args.checkpoint, device) if args.checkpoint else (None, None)
+    model = _open(open_model, args.checkpoint, args.device) if args.checkpoint else None
+    cfg = model.cfg if model else None
     scale = stereo_eval_scale(cfg, args.stereo_scale, where=f"--stereo: {args.checkpoint}") if args.stereo else None
     if args.dataset != "kitti":
-        return _depth_dataset(args, nets, cfg, scale, device)
+        return _depth_dataset(args, model, scale)
     args.split = args.split or "eigen"
     lo = 1e-3 if args.min_depth is None else args.min_depth
     hi = 80.0 if args.max_depth is None else args.max_depth
@@ -202,12 +196,10 @@ def cmd_depth(args) -> int:
             raise EvalError(f"{args.disparities} holds {len(disp)} disparity maps but split "
                             f"{args.split!r} has {len(entries)} images")
     else:
-        size = (args.width or cfg.data.width, args.height or cfg.data.height)
-        disp, windows, in_window = predict_for_gt(
-            nets.depth_net, KittiImageSet(args.data_path, entries), gt, size,
-            zoom=args.zoom, crop=args.crop, min_depth=cfg.model.min_depth, max_depth=cfg.model.max_depth,
-            post_process=args.post_process, batch_size=args.batch_size, progress=not args.no_progress,
-            device=device)
+        size = model.input_size(args.width, args.height)
+        disp, windows, in_window = model.disparities_for_gt(
+            KittiImageSet(args.data_path, entries), gt, size, zoom=args.zoom, crop=args.crop,
+            post_process=args.post_process, batch_size=args.batch_size, progress=not args.no_progress)
     kwargs = eigen_metric_kwargs(mode, fixed_scale=scale, median_scaling=not args.no_median_scaling,
                                  min_depth=lo, max_depth=hi)
     per = compute_depth_metrics_per_image(disp, gt, windows=windows, pred_in_window=in_window, **kwargs)
@@ -227,7 +219,7 @@ def cmd_depth(args) -> int:
     title += f", post-process {args.post_process}"
     proto = kitti_protocol(str(args.split), mode, lo, hi)
     line = protocol_line(proto, n_images=len(entries), network_size=size,
-                         trained_size=(cfg.data.width, cfg.data.height) if cfg else None,
+                         trained_size=model.trained_size if model else None,
                          scaling=_scaling(args, scale), post_process=args.post_process, extra_crop=extra)
     images = KittiImageSet(args.data_path, entries) if args.data_path else None
 
@@ -240,7 +232,7 @@ def cmd_depth(args) -> int:
                          csv_text=per_image_csv(per, entries), view=view, size=size, scale=scale)
 
 
-def cmd_pose(args) -> int:
+def cmd_pose(args, open_model: OpenModel | None = None) -> int:
     seq = int(args.sequence)
     poses_path = Path(args.poses) if args.poses else Path(args.odometry_path or ".") / "poses" / f"{seq:02d}.txt"
     gt_poses = load_odometry_poses(poses_path)
@@ -253,13 +245,9 @@ def cmd_pose(args) -> int:
     else:
         if not args.odometry_path:
             raise EvalError("--checkpoint needs --odometry-path (sequences/NN/image_2/*.png|jpg)")
-        nets, cfg = _load_model(args.checkpoint)
-        if nets.pose_net is None:
-            raise EvalError(f"{args.checkpoint}: the model has no pose network (a Monodepth2 folder needs "
-                            f"pose_encoder.pth and pose.pth)")
-        pred = predict_relative_poses(nets.pose_net, odometry_frames(args.odometry_path, seq, len(gt_poses)),
-                                      (cfg.data.width, cfg.data.height), batch_size=args.batch_size,
-                                      progress=not args.no_progress)
+        model = _open(open_model, args.checkpoint, "cpu")
+        pred = model.relative_poses(args.odometry_path, seq, len(gt_poses), batch_size=args.batch_size,
+                                    progress=not args.no_progress)
     ates = snippet_ates(pred, gt_poses, track_length=5)
     res = {"ate_mean": float(np.mean(ates)), "ate_std": float(np.std(ates)), "n_snippets": int(len(ates)),
            "sequence": f"{seq:02d}"}
@@ -270,13 +258,24 @@ def cmd_pose(args) -> int:
     return 0
 
 
+def _open(open_model: OpenModel | None, checkpoint: str, device: str) -> EvalModel:
+    if open_model is None:  # a defect: evaluate.py sends --checkpoint to depth.commands.evaluate_model
+        raise RuntimeError("depth.commands.evaluate scores saved predictions; a --checkpoint needs "
+                           "depth.commands.evaluate_model.run")
+    return open_model(checkpoint, device)
+
+
 COMMANDS = {"export-gt": cmd_export_gt, "depth": cmd_depth, "pose": cmd_pose}
 
 
-def run(args) -> int:
-    """The sub-command ``args.command`` with the parsed arguments (:func:`evaluate.build_parser`)."""
+def run(args, open_model: OpenModel | None = None) -> int:
+    """The sub-command ``args.command`` with the parsed arguments (:func:`evaluate.build_parser`);
+    ``open_model(checkpoint, device)`` opens ``--checkpoint`` (the model path's
+    :class:`depth.commands.evaluate_model.EvalModel`), called only after the arguments are checked."""
     for name in ("zoom", "crop"):
         z = getattr(args, name, None)
         if z is not None and not z >= 1.0:
             raise EvalError(f"--{name} must be >= 1, got {z}")
-    return COMMANDS[args.command](args)
+    if args.command == "export-gt":
+        return cmd_export_gt(args)
+    return COMMANDS[args.command](args, open_model)

@@ -1,18 +1,14 @@
-"""The Eigen-split protocol on top of the model: which GT a split uses, the metric arguments,
-saved disparities, predictions to score against GT (plainly or for the scale test), per-image CSV.
+"""The Eigen-split protocol: which GT a split uses, the metric arguments, saved disparities and the
+per-image CSV. NumPy only: scoring saved disparities imports no torch (the predictions to score,
+plainly or for the scale test, are :func:`depth.inference.predict_for_gt`).
 
-Model-dependent functions take a ``predict`` callable (see :mod:`depth.inference`: the depth
-network's sigmoid on ``(B, 3, h, w)`` images in ``[0, 1]`` at the network size) and reach it through
-:func:`depth.inference.predict_disparities`, the resize and forward pass that training validation
-uses too. Disparities here are the *scaled* disparities of :func:`depth.geometry.disp_to_depth`.
-
-Windows are ``(top, bottom, left, right)`` in pixels (bottom/right exclusive).
+Disparities here are the *scaled* disparities of :func:`depth.geometry.disp_to_depth`.
 """
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +16,8 @@ import numpy as np
 from common.errors import EvalError
 from common.arrays import open_array_file
 from depth.eval.metrics import METRIC_NAMES
-from depth.inference import centre_window, predict_disparities
 
-__all__ = ["gt_kind_for_split", "eigen_metric_kwargs", "load_disparities", "predict_for_gt", "per_image_csv"]
+__all__ = ["gt_kind_for_split", "eigen_metric_kwargs", "load_disparities", "per_image_csv"]
 
 
 def gt_kind_for_split(split: str | Path, gt_source: str = "auto") -> str:
@@ -61,44 +56,6 @@ def load_disparities(path: str | Path) -> np.ndarray:
     if d.ndim != 3:
         raise EvalError(f"disparities {path} must be an (N, h, w) array, got shape {d.shape}")
     return np.ascontiguousarray(d, dtype=np.float32)
-
-
-def _gt_shapes(gt) -> list[tuple[int, int]]:
-    return [tuple(s) for s in gt.shapes] if hasattr(gt, "shapes") else [tuple(np.shape(m)) for m in gt]
-
-
-def _at_gt_size(images: Iterable[np.ndarray], shapes: list[tuple[int, int]]) -> Iterator[np.ndarray]:
-    for i, (im, s) in enumerate(zip(images, shapes)):
-        if tuple(im.shape[:2]) != s:
-            raise EvalError(f"image {i} is {im.shape[0]}x{im.shape[1]} but its GT map is {s[0]}x{s[1]}: "
-                             f"the scale test needs images at the GT resolution")
-        yield im
-
-
-def predict_for_gt(predict: Callable, images: Iterable[np.ndarray], gt, size_wh: tuple[int, int], *,
-                   zoom: float | None = None, crop: float | None = None,
-                   **predict_kwargs) -> tuple[np.ndarray, np.ndarray | None, bool]:
-    """Disparities of ``images`` to score against ``gt`` (the same split, in order), plainly or
-    for one half of the scale test (docs/method.md §7, last bullet).
-
-    ``zoom=Z``: predict on the centre ``1/Z`` crop resized to the network size, scored on the
-    same GT window; ``crop=Z``: predict on the full image, score its centre ``1/Z``. The Garg crop
-    stays in full-image coordinates. Returns ``(disp, windows or None, pred_in_window)`` for
-    :func:`depth.eval.metrics.compute_depth_metrics`; ``predict_kwargs`` go to
-    :func:`depth.inference.predict_disparities`.
-    """
-    if zoom and crop:
-        raise ValueError("zoom and crop are two different tests: give one of them")
-    shapes = _gt_shapes(gt)
-    if hasattr(images, "__len__") and len(images) != len(shapes):
-        raise EvalError(f"{len(images)} images but {len(shapes)} GT maps")
-    z = zoom or crop
-    windows = None
-    if z:
-        windows = np.array([centre_window(h, w, z) for h, w in shapes], dtype=np.int64)
-        images = _at_gt_size(images, shapes)
-    disp = predict_disparities(predict, images, size_wh, zoom=zoom, **predict_kwargs)
-    return disp, windows, bool(zoom)
 
 
 def per_image_csv(per: dict, entries: Sequence | None = None) -> str:

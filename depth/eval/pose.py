@@ -1,23 +1,17 @@
 """Pose evaluation: ATE over 5-frame snippets of KITTI odometry (SfMLearner / Monodepth2
-``evaluate_pose.py``), and relative poses predicted by a pose network.
+``evaluate_pose.py``). NumPy only; the relative poses a pose network predicts are
+:func:`depth.inference.predict_relative_poses`.
 """
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
-from tqdm import tqdm
 
 from common.errors import EvalError
-from data.frames import frames_to_tensor, resize_image
-from depth.geometry import pose_vector_to_matrix
-from depth.inference import batched
 
-__all__ = ["dump_xyz", "compute_ate", "load_odometry_poses", "gt_local_poses", "snippet_ates",
-           "predict_relative_poses"]
+__all__ = ["dump_xyz", "compute_ate", "load_odometry_poses", "gt_local_poses", "snippet_ates"]
 
 
 def dump_xyz(source_to_target_transformations: Sequence[np.ndarray]) -> np.ndarray:
@@ -81,22 +75,3 @@ def snippet_ates(pred_poses: np.ndarray, global_gt_poses: np.ndarray, track_leng
         gt_local_xyzs = dump_xyz(gt_local[i:i + track_length - 1])
         ates.append(compute_ate(gt_local_xyzs, local_xyzs))
     return np.array(ates)
-
-
-def predict_relative_poses(pose_predict: Callable, frames: Iterable[np.ndarray], size_wh: tuple[int, int],
-                           batch_size: int = 8, progress: bool = False) -> np.ndarray:
-    """``(N-1, 4, 4)`` transforms frame i -> frame i+1 from consecutive full-resolution RGB frames.
-
-    ``pose_predict(frame_a, frame_b)`` takes two ``(B, 3, h, w)`` tensors in ``[0, 1]`` and returns
-    ``(axisangle (B, 3), translation (B, 3))`` of the transform a -> b (Monodepth2's convention).
-    Frames are resized with :func:`data.frames.resize_image`, the resize of every other path.
-    """
-    out = []
-    pairs = itertools.pairwise(resize_image(im, size_wh) for im in frames)  # (frame i, frame i+1)
-    with tqdm(desc="pose", unit="pair", disable=not progress) as bar, torch.inference_mode():
-        for batch in batched(pairs, batch_size):
-            frames_a, frames_b = zip(*batch)
-            aa, t = pose_predict(frames_to_tensor(frames_a), frames_to_tensor(frames_b))
-            out.append(pose_vector_to_matrix(aa.reshape(-1, 3), t.reshape(-1, 3)).double().cpu().numpy())
-            bar.update(len(batch))
-    return np.concatenate(out) if out else np.zeros((0, 4, 4))

@@ -1,6 +1,6 @@
 """Robustness tests of a depth model: the paper's scale test (zoom vs crop) and the resolution
 curve (RA-Depth's protocol). Scored with :mod:`depth.eval.metrics` through
-:func:`depth.eval.eigen.predict_for_gt` and :func:`depth.inference.predict_disparities`.
+:func:`depth.inference.predict_for_gt` and :func:`depth.inference.predict_disparities`.
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from depth.eval.eigen import predict_for_gt
+from depth.inference import predict_for_gt
 from depth.eval.metrics import aggregate_metrics, compute_depth_metrics, compute_depth_metrics_per_image
 from depth.inference import predict_disparities
 
