@@ -18,6 +18,10 @@ lr x0.1 at 700/900 of the steps -- and, at one seed, one pose-net initialisation
   training);
 * ``stereo`` / ``zoom_stereo``: mono + stereo (``configs/synthetic_stereo.yaml``), metric depth,
   scored without scaling by ``bench/cameras.py``;
+* ``zoom_frame`` / ``full_frame``: ``zoom`` / ``full`` with ``augment.zoom_source=frame`` (the crop
+  taken from the full-resolution frame and resized once: no upsampled pixels);
+* ``--network exact``: the rows on the authors' exact network (HRNet-18 + DIFFNet; rows
+  ``<variant>-exact``); ``baseline_ss`` is then its plain head, the reference of ``dca`` and ``full``;
 * ``--init-from runs/ablation/baseline_s{seed}``: every row starts from a converged run's weights
   (the pretrained-start regime; ``model.init_from``: encoder, and decoder / pose net where shapes
   match) for ``--steps`` more steps; the continued baseline is the control.
@@ -105,6 +109,19 @@ register_variant("full_smooth", DABNET, [*SCHEDULE, SMOOTH_AT_192])
 # bench/cameras.py with no scaling at all
 register_variant("stereo", STEREO, [])
 register_variant("zoom_stereo", STEREO, ["augment.zoom_prob=0.5"])
+# zoom from the source frame: the crop taken from the full-resolution file and resized once
+register_variant("zoom_frame", BASE, ["augment.zoom_prob=0.5", "augment.zoom_source=frame"])
+register_variant("full_frame", DABNET, [*SCHEDULE, "augment.zoom_source=frame"])
+
+# --network: the rows' own network (ResNet-18 + Monodepth2's decoder) or the authors' exact one
+# (HRNet-18 with their concatenated features + DIFFNet decoder: docs/method.md); exact runs live in
+# OUT/<variant>-exact_s<seed>/ and are rows "<variant>-exact"
+NETWORKS = {"project": [], "exact": ["model.encoder=hrnet_w18", "model.decoder=diffnet"]}
+
+
+def run_name(variant: str, network: str = "project") -> str:
+    """The row (and run-folder prefix) of ``variant`` on ``network``."""
+    return variant if network == "project" else f"{variant}-{network}"
 
 CLEAN = ["baseline", "baseline_ss", "dca", "zoom", "zoom_dca", "full"]
 COLS = ("abs_rel", "sq_rel", "rmse", "a1", "depth_shift", "gap")
@@ -112,13 +129,14 @@ HEADS = ("abs rel", "sq rel", "RMSE", "δ1", "zoom depth shift (1 = invariant)",
 
 
 def variant_config(name: str, seed: int, steps: int | None, extra: list[str], out: Path,
-                   init_from: str = "") -> Config:
+                   init_from: str = "", network: str = "project") -> Config:
     """The config of one run. ``steps`` (None: the variant's own) rescales the lr milestones with
     the run length (the warm-up stays), so a 3x longer run decays at the same fraction of training.
     ``init_from``: a run folder whose weights start this one (``model.init_from``; ``{seed}`` is
-    replaced by the seed), the pretrained-start regime."""
+    replaced by the seed), the pretrained-start regime. ``network``: a key of :data:`NETWORKS`."""
     preset, overrides = VARIANTS.get(name)
-    run = [f"train.seed={seed}", f"output.dir={out / f'{name}_s{seed}'}", *overrides, *extra]
+    run = [f"train.seed={seed}", f"output.dir={out / f'{run_name(name, network)}_s{seed}'}", *overrides,
+           *NETWORKS[network], *extra]
     if init_from:
         run.append(f"model.init_from={init_from.format(seed=seed)}")
     own = load_config(preset, run)
@@ -239,6 +257,9 @@ def main() -> int:
     ap.add_argument("--init-from", default="", metavar="RUN",
                     help="start every run from this run folder's weights (model.init_from; '{seed}' = the "
                          "seed), e.g. runs/ablation/baseline_s{seed}: the pretrained-start regime")
+    ap.add_argument("--network", choices=list(NETWORKS), default="project",
+                    help="project: the rows' ResNet-18 + Monodepth2 decoder; exact: the authors' HRNet-18 + "
+                         "DIFFNet (rows '<variant>-exact')")
     ap.add_argument("--bn-recal", action="store_true",
                     help="also score every finished run after re-estimating its BatchNorm statistics on "
                          "un-zoomed training frames (rows '<variant>+bn'; no training)")
@@ -261,7 +282,8 @@ def main() -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:  # seed-major: an interrupted sitting still compares every variant
             for name in args.variants:
-                cfg = variant_config(name, seed, args.steps, args.overrides, args.out, args.init_from)
+                cfg = variant_config(name, seed, args.steps, args.overrides, args.out, args.init_from, args.network)
+                row = run_name(name, args.network)
                 run_dir = Path(cfg.output.dir)
                 seconds = None
                 if not finished(run_dir, cfg.train.max_steps):
@@ -272,22 +294,23 @@ def main() -> int:
                 old = run_dir / "score.json"
                 if seconds is None and old.is_file():  # keep the training time of the sitting that trained it
                     seconds = json.loads(old.read_text()).get("train_seconds")
-                r = {"variant": name, "seed": seed, "steps": cfg.train.max_steps,
+                r = {"variant": row, "seed": seed, "steps": cfg.train.max_steps,
                      "size": [cfg.data.width, cfg.data.height], "batch": cfg.train.batch_size,
                      "train_seconds": seconds, **score(run_dir, images, gt, factors)}
                 atomic_write_text(old, json.dumps(r, indent=2))
-                print(f"{name} seed {seed}: abs_rel {r['abs_rel']:.4f} a1 {r['a1']:.4f} "
+                print(f"{row} seed {seed}: abs_rel {r['abs_rel']:.4f} a1 {r['a1']:.4f} "
                       f"shift {r['depth_shift']:.3f} gap {r['gap']:.4f}", flush=True)
                 recal = run_dir / BN_SCORE
                 if args.bn_recal and not recal.is_file():
-                    rb = {**r, "variant": f"{name}+bn", **score(run_dir, images, gt, factors, bn_recal=True)}
+                    rb = {**r, "variant": f"{row}+bn", **score(run_dir, images, gt, factors, bn_recal=True)}
                     atomic_write_text(recal, json.dumps(rb, indent=2))
-                    print(f"{name}+bn seed {seed}: abs_rel {rb['abs_rel']:.4f}", flush=True)
-                atomic_write_text(args.out / "ablation.json",
-                                  json.dumps(collect(args.out, list(VARIANTS), args.seeds), indent=2))
-    rows = collect(args.out, args.variants, args.seeds)
+                    print(f"{row}+bn seed {seed}: abs_rel {rb['abs_rel']:.4f}", flush=True)
+                every = [run_name(v, n) for n in NETWORKS for v in VARIANTS]
+                atomic_write_text(args.out / "ablation.json", json.dumps(collect(args.out, every, args.seeds), indent=2))
+    names = [run_name(v, args.network) for v in args.variants]
+    rows = collect(args.out, names, args.seeds)
     if args.bn_recal:
-        rows.update(collect(args.out, args.variants, args.seeds, BN_SCORE, "+bn"))
+        rows.update(collect(args.out, names, args.seeds, BN_SCORE, "+bn"))
     if not rows:
         print(f"no scored runs in {args.out}")
         return 1

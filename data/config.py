@@ -61,3 +61,12 @@ class AugmentConfig:
     flip_prob: float = 0.5
     zoom_prob: float = 0.0  # zoom imitation (docs/method.md §4); 0.5 in the paper
     zoom_min_scale: float = 0.5
+    # network: crop the network-size batch on the device and resize it back (the authors'); frame:
+    # crop the full-resolution frame in the dataset and resize it once (a zoomed view as sharp as a
+    # longer lens would give; data.frames.FrameSampleDataset.zoomed_frames)
+    zoom_source: str = "network"
+
+    def frame_zoom(self) -> dict:
+        """Dataset keyword arguments of zoom from the source frame (none active for ``network``)."""
+        on = self.zoom_source == "frame"
+        return dict(zoom_prob=self.zoom_prob if on else 0.0, zoom_min_scale=self.zoom_min_scale)

@@ -26,6 +26,8 @@ from data.images import (IMAGE_EXTS, VIDEO_EXTS, decode_file, decode_resized, mo
                          resize_image, resize_intrinsics)
 from data.samples import FrameSample
 
+_ZOOM_STREAM = 1  # the fourth seed word of FrameSampleDataset.draw_zoom
+
 __all__ = [
     "IMAGE_EXTS", "VIDEO_EXTS", "BadSampleError", "decode_file", "read_image", "resize_image", "decode_resized",
     "frames_to_tensor", "monodepth2_intrinsics", "resize_intrinsics", "FrameSampleDataset",
@@ -51,8 +53,11 @@ class FrameSampleDataset(Dataset):
     def __init__(self, height: int, width: int, n_frames: int, *, is_train: bool = True,
                  color_jitter_prob: float = 0.5, brightness: float = 0.2, contrast: float = 0.2,
                  saturation: float = 0.2, hue: float = 0.1, flip_prob: float = 0.5, seed: int = 0,
-                 cache_images: bool = False):
+                 cache_images: bool = False, zoom_prob: float = 0.0, zoom_min_scale: float = 0.5):
         self.height, self.width = height, width
+        # zoom from the source frame (augment.zoom_source=frame; 0 = off, e.g. network-size zoom)
+        self.zoom_prob = zoom_prob if is_train else 0.0
+        self.zoom_min_scale = zoom_min_scale
         self.is_train = is_train
         self.flip_prob = flip_prob if is_train else 0.0
         self.jitter_prob = color_jitter_prob if is_train else 0.0
@@ -94,10 +99,76 @@ class FrameSampleDataset(Dataset):
         return FrameSample(color=color, color_aug=frames_to_tensor(frames_aug) if jitter else color,
                            K=torch.from_numpy(np.ascontiguousarray(K, dtype=np.float32)), index=index)
 
+    def draw_zoom(self, index: int) -> tuple[float, float] | None:
+        """Zoom from the source frame: the crop fractions ``(s_x, s_y)`` of sample ``index`` in the
+        current epoch, each ``~ U(zoom_min_scale, 1)`` (drawn independently, as the network-size zoom
+        of :func:`depth.train.zoom.sample_zoom_boxes`), or None for an un-zoomed sample. Its own
+        stream of ``(seed, epoch, index)``: the flip and jitter draws are unchanged by it."""
+        if self.zoom_prob <= 0:
+            return None
+        rng = np.random.default_rng([self.seed, self.epoch, index, _ZOOM_STREAM])
+        if not rng.random() < self.zoom_prob:
+            return None
+        lo = self.zoom_min_scale
+        return float(rng.uniform(lo, 1.0)), float(rng.uniform(lo, 1.0))
+
+    def zoomed_frames(self, index: int, K: np.ndarray, fractions: tuple[float, float]
+                      ) -> tuple[list[np.ndarray], np.ndarray]:
+        """The frames of sample ``index`` zoomed from their full-resolution files: one centred box
+        ``w = round(s_x W_f)``, ``h = round(s_y H_f)`` (``x0 = (W_f - w) // 2``, ``y0 = (H_f - h) // 2``,
+        pixels of the ``W_f x H_f`` file) for every frame, cropped and resized once to the network size
+        with :func:`resize_image` -- no upsampled pixels while the crop is larger than the network
+        image. ``K`` is the network-size intrinsics of the un-zoomed frames (:func:`resize_intrinsics`
+        of the file's, inverted here to the file's own); returned with the intrinsics of the zoomed
+        view, exact for OpenCV's resize, which maps pixel centres: ``u' + 0.5 = (u - x0 + 0.5) W / w``,
+        i.e. ``f' = f W / w`` and ``c' = (c - x0 + 0.5) W / w - 0.5`` (a render through that camera
+        matches the zoomed view better than the ``u * s`` convention of :func:`resize_intrinsics`,
+        which the un-zoomed frames keep: tests/test_zoom_source.py)."""
+        size = (self.width, self.height)
+        out, box = [], None
+        for path in self.paths(index):
+            full = read_image(path)
+            hf, wf = full.shape[:2]
+            if box is None:
+                w = max(1, int(round(fractions[0] * wf)))
+                h = max(1, int(round(fractions[1] * hf)))
+                box = ((wf - w) // 2, (hf - h) // 2, w, h, wf, hf)
+            elif (wf, hf) != box[4:]:
+                raise BadSampleError(f"{path} is {wf}x{hf} but the first frame of sample {index} is "
+                                     f"{box[4]}x{box[5]}: one zoom box needs frames of one size")
+            x0, y0, w, h = box[:4]
+            out.append(resize_image(full[y0:y0 + h, x0:x0 + w], size))
+        x0, y0, w, h, wf, hf = box
+        K_file = resize_intrinsics(K, size, (wf, hf)).astype(np.float64)
+        Kz = K_file.copy()
+        for row, offset, scale in ((0, x0, self.width / w), (1, y0, self.height / h)):
+            Kz[row, row] = K_file[row, row] * scale
+            Kz[row, 2] = (K_file[row, 2] - offset + 0.5) * scale - 0.5
+        return out, Kz.astype(np.float32)
+
+    def build_sample(self, index: int, flip: bool, jitter: bool, jitter_seed: int) -> FrameSample:
+        """Load, flip, jitter -> the sample; with zoom from the source frame also the zoomed view:
+        ``color`` and ``K`` become the zoomed frames (what the loss compares) and ``depth_in`` their
+        jittered target (the depth network's input), while ``color_aug`` stays un-zoomed (the pose
+        network's pairs, as with the network-size zoom). Flip and jitter are the sample's, for both."""
+        frames, K = self.load_frames(index)
+        sample = self.make_sample(index, frames, K, flip, jitter, jitter_seed)
+        if self.zoom_prob > 0:
+            fractions = self.draw_zoom(index)
+            if fractions is None:
+                sample.depth_in = sample.color_aug[0]
+            else:
+                zoomed = self.make_sample(index, *self.zoomed_frames(index, K, fractions), flip, jitter, jitter_seed)
+                sample.color, sample.K, sample.depth_in = zoomed.color, zoomed.K, zoomed.color_aug[0]
+        return sample
+
+    def paths(self, index: int) -> list[Path]:
+        """The image files of sample ``index``, in the order of :meth:`load_frames`."""
+        raise NotImplementedError
+
     def __getitem__(self, index: int) -> FrameSample:
         flip, jitter, jitter_seed = self.draw(index)
-        frames, K = self.load_frames(index)
-        return self.make_sample(index, frames, K, flip, jitter, jitter_seed)
+        return self.build_sample(index, flip, jitter, jitter_seed)
 
     def _decode_resized(self, path: Path) -> tuple[np.ndarray, tuple[int, int]]:
         """:func:`decode_resized` at the network size (subclasses may serve it from a disk cache)."""

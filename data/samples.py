@@ -24,13 +24,17 @@ class FrameSample:
     the target first, in the order of ``data.frame_ids`` (the stereo partner last); ``color_aug``
     the same frames with the sample's colour jitter; ``K`` ``(3, 3)`` intrinsics in pixels of the
     ``H x W`` frames; ``index`` the sample's index; ``T_stereo`` ``(4, 4)`` target -> stereo-partner
-    transform, or None without stereo. ``sample["color"]`` reads a field by name too."""
+    transform, or None without stereo; ``depth_in`` ``(3, H, W)`` the depth network's input where it
+    is not ``color_aug[0]`` (zoom from the source frame: ``color`` and ``K`` are then the zoomed view,
+    ``color_aug`` the un-zoomed jittered frames of the pose network), else None.
+    ``sample["color"]`` reads a field by name too."""
 
     color: Tensor
     color_aug: Tensor
     K: Tensor
     index: int
     T_stereo: Tensor | None = None
+    depth_in: Tensor | None = None
 
     def __getitem__(self, name: str):
         if name not in self.keys():
@@ -39,7 +43,8 @@ class FrameSample:
 
     def keys(self):
         """The fields it holds (``T_stereo`` only with stereo), as a dict's keys view (set-like)."""
-        return dict.fromkeys(f.name for f in fields(self) if not (f.name == "T_stereo" and self.T_stereo is None)).keys()
+        return dict.fromkeys(f.name for f in fields(self)
+                             if not (f.name in ("T_stereo", "depth_in") and getattr(self, f.name) is None)).keys()
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,8 @@ class FrameBatch:
     same frames with each sample's colour jitter -- what the networks see. ``K``: ``(B, 3, 3)``
     intrinsics in pixels of the ``H x W`` frames. ``index``: ``(B,)`` sample indices.
     ``T_stereo``: ``(B, 4, 4)`` target -> stereo-partner transforms, or None without stereo.
+    ``depth_in``: ``(B, 3, H, W)`` the depth network's input where it is not ``color_aug[:, 0]``
+    (zoom from the source frame, :class:`FrameSample`), else None.
     ``bad_samples``: messages of the samples dropped from this batch. ``B`` may be 0 when every
     sample was bad.
     """
@@ -68,6 +75,7 @@ class FrameBatch:
     index: Tensor
     T_stereo: Tensor | None = None
     bad_samples: list[str] = field(default_factory=list)
+    depth_in: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
@@ -94,6 +102,8 @@ def collate(samples: list) -> FrameBatch:
         empty = torch.empty(0)
         return FrameBatch(empty, empty, empty, torch.empty(0, dtype=torch.int64), bad_samples=bad)
     stereo = good[0].T_stereo is not None
+    depth_in = good[0].depth_in is not None
     return FrameBatch(torch.stack([s.color for s in good]), torch.stack([s.color_aug for s in good]),
                       torch.stack([s.K for s in good]), torch.tensor([s.index for s in good]),
-                      torch.stack([s.T_stereo for s in good]) if stereo else None, bad)
+                      torch.stack([s.T_stereo for s in good]) if stereo else None, bad,
+                      torch.stack([s.depth_in for s in good]) if depth_in else None)

@@ -45,8 +45,9 @@ class Objective:
         color_aug = batch.color_aug.to(device, non_blocking=True)
         K = batch.K.to(device).float()
         frame_ids = tuple(cfg.data.frame_ids)
-        depth_in = color_aug[:, 0]
-        if zoom and cfg.augment.zoom_prob > 0:
+        # zoom from the source frame came zoomed from the dataset (batch.depth_in, batch.color, batch.K)
+        depth_in = color_aug[:, 0] if batch.depth_in is None else batch.depth_in.to(device, non_blocking=True)
+        if zoom and cfg.augment.zoom_prob > 0 and cfg.augment.zoom_source == "network":
             b, _, _, h, w = color.shape
             boxes = self.zoom_boxes(step, rank, b, h, w).to(device)
             color = zoom_images(color, boxes)
