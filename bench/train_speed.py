@@ -130,8 +130,8 @@ def make_batch(b, h, w, device, seed=0):
     return FrameBatch(color, color, K, torch.arange(b)).to(device)
 
 
-def project_trainer(h, w, b, device, amp, dca_zoom):
-    extra = ["model.dca=true", "augment.zoom_prob=0.5"] if dca_zoom else []
+def project_trainer(h, w, b, device, amp, dca_zoom, compile_=False):
+    extra = (["model.dca=true", "augment.zoom_prob=0.5"] if dca_zoom else []) + (["train.compile=true"] if compile_ else [])
     cfg = load_config(None, [f"data.height={h}", f"data.width={w}", f"train.batch_size={b}",
                              f"train.device={device}", f"train.amp='{amp}'", "model.pretrained=false",
                              "output.dir=/tmp/unused_train_speed", *extra])
@@ -158,11 +158,14 @@ def run_size(h, w, b, reps, device, amp, variants):
     nets = build_networks(Config()).to(device)  # ResNet-18 baseline, random weights
     minimal = MinimalStep(nets.depth_net, nets.pose_net, h, w, device)
     runners["minimal"] = lambda: minimal(batch.color, batch.color_aug, batch.K)
-    for name, dz in variants:
-        tr = project_trainer(h, w, b, device, amp, dz)
+    for name, dz, comp in variants:
+        tr = project_trainer(h, w, b, device, amp, dz, comp)
         runners[name] = (lambda t=tr: t.train_step(batch))
     times = {k: [] for k in runners}
-    for k, fn in runners.items():  # warm-up
+    for k, fn in runners.items():  # warm-up (train.compile: the compilation)
+        t = timed(fn, device)
+        if "compile" in k:
+            print(f"  {k}: first step (compiling) {t:.1f} s", flush=True)
         timed(fn, device)
     for _ in range(reps):
         for k, fn in runners.items():
@@ -178,10 +181,12 @@ def main(argv=None):
     ap.add_argument("--amp", default="off", help="train.amp of the project step (the minimal one is fp32)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--no-dca", action="store_true", help="skip the DCA + zoom variant")
+    ap.add_argument("--compile", action="store_true", help="also the project step with train.compile=true")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    variants = [("project", False)] + ([] if args.no_dca else [("project+dca+zoom", True)])
+    variants = [("project", False, False)] + ([] if args.no_dca else [("project+dca+zoom", True, False)]) \
+        + ([("project+compile", False, True)] if args.compile else [])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} cores, load average {load:.1f} at start"

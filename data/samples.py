@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor
+from torch.utils.data import get_worker_info
 
 from common.errors import BadBatchError
 
@@ -93,6 +94,17 @@ class FrameBatch:
         return self._map(lambda t: t.pin_memory())
 
 
+def _stack(tensors: list[Tensor]) -> Tensor:
+    """``torch.stack``; in a loader worker straight into shared memory (as ``default_collate``), so
+    the batch reaches the training process without another copy."""
+    if get_worker_info() is None:
+        return torch.stack(tensors)
+    first = tensors[0]
+    storage = first._typed_storage()._new_shared(first.numel() * len(tensors), device=first.device)
+    out = first.new(storage).resize_(len(tensors), *first.shape)
+    return torch.stack(tensors, out=out)
+
+
 def collate(samples: list) -> FrameBatch:
     """Stack the :class:`FrameSample` objects into a :class:`FrameBatch`; ``None`` samples are dropped, and
     so are :class:`BadSample` markers, whose messages go to ``bad_samples``."""
@@ -103,7 +115,7 @@ def collate(samples: list) -> FrameBatch:
         return FrameBatch(empty, empty, empty, torch.empty(0, dtype=torch.int64), bad_samples=bad)
     stereo = good[0].T_stereo is not None
     depth_in = good[0].depth_in is not None
-    return FrameBatch(torch.stack([s.color for s in good]), torch.stack([s.color_aug for s in good]),
-                      torch.stack([s.K for s in good]), torch.tensor([s.index for s in good]),
-                      torch.stack([s.T_stereo for s in good]) if stereo else None, bad,
-                      torch.stack([s.depth_in for s in good]) if depth_in else None)
+    return FrameBatch(_stack([s.color for s in good]), _stack([s.color_aug for s in good]),
+                      _stack([s.K for s in good]), torch.tensor([s.index for s in good]),
+                      _stack([s.T_stereo for s in good]) if stereo else None, bad,
+                      _stack([s.depth_in for s in good]) if depth_in else None)

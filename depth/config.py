@@ -13,7 +13,7 @@ import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import yaml
 from omegaconf import OmegaConf
@@ -102,7 +102,9 @@ class TrainConfig:
     epochs: int = 20
     max_steps: int = 0  # stop after this many optimiser steps (overrides epochs); 0 = off
     seed: int = 0
-    num_workers: int = 4
+    # loader workers: a count, or auto = the cores this process may use less one, shared by the ranks
+    # of the node (depth.train.loader.resolve_num_workers)
+    num_workers: Union[int, str] = "auto"
     device: str = "auto"  # auto | cpu | cuda
     log_every: int = 50
     image_every: int = 500
@@ -111,7 +113,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     deterministic: bool = False
     amp: str = "auto"  # auto | off | bf16 | fp16 (CUDA only)
-    channels_last: bool = False
+    channels_last: bool = True  # CUDA only: NHWC weights and inputs (ignored on the CPU)
+    # torch.compile the networks (in place: checkpoint keys unchanged) and the loss (one graph)
+    compile: bool = False
     nan_policy: str = "error"  # error | skip
     sync_bn: bool = False
     progress: bool = True
@@ -377,7 +381,8 @@ def validate(cfg: Config) -> None:
     _check(t.batch_size > 0, "train.batch_size", f"must be > 0, got {t.batch_size}")
     _check(t.epochs > 0, "train.epochs", f"must be > 0, got {t.epochs}")
     _check(t.max_steps >= 0, "train.max_steps", f"must be >= 0, got {t.max_steps}")
-    _check(t.num_workers >= 0, "train.num_workers", f"must be >= 0, got {t.num_workers}")
+    _check(t.num_workers == "auto" or (isinstance(t.num_workers, int) and t.num_workers >= 0), "train.num_workers",
+           f"a count >= 0 or auto, got {t.num_workers!r}")
     _check(t.device in ("auto", "cpu", "cuda"), "train.device", f"auto | cpu | cuda, got {t.device!r}")
     _check(t.amp in ("auto", "off", "bf16", "fp16"), "train.amp", f"auto | off | bf16 | fp16, got {t.amp!r}")
     _check(t.nan_policy in ("error", "skip"), "train.nan_policy", f"error | skip, got {t.nan_policy!r}")

@@ -64,8 +64,20 @@ def crop_intrinsics(K: Tensor, x0: Tensor, y0: Tensor, sx: Tensor, sy: Tensor) -
     return out
 
 
+_GRIDS: dict[tuple, Tensor] = {}
+
+
 def pixel_grid(height: int, width: int, device=None, dtype=torch.float32) -> Tensor:
-    """Homogeneous pixel coordinates ``(3, H*W)``: rows ``u``, ``v``, ``1`` in raster order."""
+    """Homogeneous pixel coordinates ``(3, H*W)``: rows ``u``, ``v``, ``1`` in raster order. Built
+    once per (size, device, dtype) and shared: treat it as read-only."""
+    key = (int(height), int(width), torch.device(device) if device is not None else torch.device("cpu"), dtype)
+    grid = _GRIDS.get(key)
+    if grid is None:
+        grid = _GRIDS[key] = _pixel_grid(*key)
+    return grid
+
+
+def _pixel_grid(height: int, width: int, device, dtype) -> Tensor:
     v, u = torch.meshgrid(
         torch.arange(height, device=device, dtype=dtype),
         torch.arange(width, device=device, dtype=dtype),
@@ -87,7 +99,8 @@ def backproject(depth: Tensor, K: Tensor) -> Tensor:
     check_shape(K, "B 3 3", "K")
     b, _, h, w = depth.shape
     pix = pixel_grid(h, w, depth.device, depth.dtype)  # 3 x HW
-    rays = torch.linalg.inv(K.to(depth.dtype)) @ pix  # B x 3 x HW
+    # inv_ex: no error check, so no device sync (an intrinsics matrix is invertible)
+    rays = torch.linalg.inv_ex(K.to(depth.dtype))[0] @ pix  # B x 3 x HW
     return (rays * depth.reshape(b, 1, h * w)).reshape(b, 3, h, w)
 
 

@@ -198,6 +198,22 @@ def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tiny_synthetic, tmp_
         assert torch.equal(v, ckpt["depth_net"][k]), k
 
 
+def test_nan_loss_read_one_step_late_stops_before_a_checkpoint_of_its_weights(tiny_synthetic, tmp_path):
+    """The CUDA path of ``nan_policy=error`` (LateFiniteCheck, forced on here): the loss of a step is
+    read when the next begins, so the bad step has updated the weights -- but the run stops, naming
+    that step, before any checkpoint holds them."""
+    from depth.train.state import LateFiniteCheck
+    cfg = _cfg(tiny_synthetic, tmp_path / "run", "train.max_steps=4", "train.checkpoint_every=3")
+    train_set, _, _ = build_training_data(cfg.data, cfg.augment)
+    trainer = Trainer(cfg, train_set)
+    assert not trainer.late_check.enabled  # the CPU reads every step at once
+    trainer.late_check = LateFiniteCheck(True)
+    _poison(trainer, at_step=2)  # the third optimiser step; a checkpoint is due after it
+    with pytest.raises(NonFiniteLossError, match="at step 3"):
+        trainer.fit()
+    assert trainer.step_count == 3 and not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
 def test_nan_loss_skip_policy_counts(tiny_synthetic, tmp_path):
     cfg = _cfg(tiny_synthetic, tmp_path / "run", "train.max_steps=3", "train.nan_policy=skip")
     train_set, _, _ = build_training_data(cfg.data, cfg.augment)

@@ -35,14 +35,20 @@ VARIANTS = {
     "engines": ("model.dca=true", "augment.zoom_prob=0.5", "loss.recipe=dabnet"),
 }
 # the SHA-256 of each variant's run per platform (torch.__version__, torch.backends.cpu.get_cpu_capability()):
-# floating-point summation order differs between CPU kernel families, so each has its own digest
+# floating-point summation order differs between CPU kernel families, so each has its own digests --
+# and within one capability between CPU models (oneDNN blocks for the model's caches and extensions:
+# two AVX512 machines, one with AMX, gave two digests for the same commit), so a platform lists the
+# digests of every machine family the recording commit's code ran on. A change of the arithmetic
+# changes the digest on every family.
 RECORDED_DIGESTS = {
     ("2.14.1+cu130", "AVX2"): {
-        "preset": "5d25e21b45b6a90423d77e39d0e9814789c83e73df215a6449683a1d8cd903a9",
-        "engines": "990e238fbf681d6fede8033e7542021f6db0650ff4c33a8b824dccf6021e96a3"},
-    ("2.14.1+cu130", "AVX512"): {  # the recording commit's code, rerun on an AVX512 machine
-        "preset": "0ed24d6d66363dd685f0b5f41d361d03625351803b06866eabb43a91467f5b81",
-        "engines": "54e59135b5b43fdc49a748a262c6352f4c9e70b12fac3d800abea470f133f9bb"},
+        "preset": ["5d25e21b45b6a90423d77e39d0e9814789c83e73df215a6449683a1d8cd903a9"],
+        "engines": ["990e238fbf681d6fede8033e7542021f6db0650ff4c33a8b824dccf6021e96a3"]},
+    ("2.14.1+cu130", "AVX512"): {  # the recording commit's code, rerun on AVX512 machines (the second: AMX)
+        "preset": ["0ed24d6d66363dd685f0b5f41d361d03625351803b06866eabb43a91467f5b81",
+                   "b62a3350bc5e2d03f2d25096e93f6b22c35503745c79e81ac4bfdebaa68a238a"],
+        "engines": ["54e59135b5b43fdc49a748a262c6352f4c9e70b12fac3d800abea470f133f9bb",
+                    "16095921249e12c1e1528b9f44e9640f92e4ca00e8ec48c908c5e534a9266cb8"]},
 }
 # statistics of the AVX2 runs, for other platforms: 20 training steps amplify the kernels' rounding
 # differences (AVX2 vs AVX512: weight_sq 0.73 %, abs_rel 0.35 %, a1 0.27 %), so they are compared at 2 %
@@ -118,7 +124,7 @@ def test_twenty_steps_reproduce_the_recorded_weights(variant, tiny_synthetic, tm
     print(f"{variant}: {digest} {stats}")
     platform = (torch.__version__, torch.backends.cpu.get_cpu_capability())
     if platform in RECORDED_DIGESTS:
-        assert digest == RECORDED_DIGESTS[platform][variant], \
+        assert digest in RECORDED_DIGESTS[platform][variant], \
             f"{variant}: the weights after {STEPS} steps changed on {platform} ({stats})"
     else:
         for k, v in RECORDED_STATS[variant].items():

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from depth.checks import check_shape
-from depth.networks.layers import Conv3x3, ConvBlock, upsample_to
+from depth.networks.layers import Conv3x3, ConvBlock, full_precision, sigmoid_head, upsample_to
 
 __all__ = ["attention_reference", "DynamicCrossAttention", "DCAHead", "dca_parameter_count"]
 
@@ -78,10 +78,10 @@ class _AttentionBranch(nn.Module):
         q = self.query(x_qk).flatten(2).transpose(1, 2).unsqueeze(1)  # B x 1 x N x d
         k = self.key(x_qk).flatten(2).transpose(1, 2).unsqueeze(1)
         v = self.value(x_v).flatten(2).transpose(1, 2).unsqueeze(1)  # B x 1 x N x C_2
-        if use_sdpa:
-            o = F.scaled_dot_product_attention(q, k, v, scale=1.0)
-        else:
-            o = attention_reference(q, k, v)
+        if torch.is_autocast_enabled(q.device.type):  # un-scaled logits: in fp32 under autocast too
+            q, k, v = q.float(), k.float(), v.float()
+        with full_precision(q):
+            o = F.scaled_dot_product_attention(q, k, v, scale=1.0) if use_sdpa else attention_reference(q, k, v)
         return o.squeeze(1).transpose(1, 2).reshape(b, -1, h, w)
 
 
@@ -188,7 +188,7 @@ class DCAHead(nn.Module):
         if out_size is None:
             out_size = (2 * y.shape[-2], 2 * y.shape[-1])
         x = upsample_to(self.conv0(y), tuple(int(s) for s in out_size))
-        return torch.sigmoid(self.disp(self.conv1(x)))
+        return sigmoid_head(self.disp, self.conv1(x))
 
 
 def dca_parameter_count(channels: Sequence[int] = (64, 128, 256), x2_channels: int = 32,

@@ -23,7 +23,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from depth.networks.cross_attention import DCAHead, DynamicCrossAttention
-from depth.networks.layers import Conv3x3, ConvBlock, upsample_to
+from depth.networks.layers import Conv3x3, ConvBlock, sigmoid_head, upsample_to
 from depth.registry import register_decoder
 
 __all__ = ["DepthDecoder"]
@@ -116,7 +116,7 @@ class DepthDecoder(nn.Module):
             x = self.convs[f"upconv_{i}_1"](x)
             levels[i] = x
             if not self.dca_enabled and i in self.scales:
-                outputs[i] = torch.sigmoid(self.convs[f"dispconv_{i}"](x))
+                outputs[i] = sigmoid_head(self.convs[f"dispconv_{i}"], x)
         if self.dca_enabled:
             y = self.dca(levels[1], levels[2], levels[3], levels[4], features[-1])
             return [self.head(y, out_size)]

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from depth.networks.cross_attention import DynamicCrossAttention
+from depth.networks.layers import sigmoid_head
 from depth.registry import register_decoder
 
 __all__ = ["SEFusion", "DiffNetHead", "DiffNetDecoder", "DIFFNET_CHANNELS", "DIVISOR"]
@@ -78,7 +79,7 @@ class DiffNetHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.elu(self.conv1(_up2(F.elu(self.conv0(x)))))
-        return torch.sigmoid(self.disp(x))
+        return sigmoid_head(self.disp, x)
 
 
 @register_decoder("diffnet")

@@ -1,11 +1,14 @@
 """Small building blocks shared by the decoders."""
 from __future__ import annotations
 
+import contextlib
+
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Conv3x3", "ConvBlock", "upsample_to"]
+__all__ = ["Conv3x3", "ConvBlock", "upsample_to", "full_precision", "sigmoid_head"]
 
 
 class Conv3x3(nn.Module):
@@ -41,3 +44,20 @@ class ConvBlock(nn.Module):
 def upsample_to(x: Tensor, size: tuple[int, int]) -> Tensor:
     """Nearest-neighbour upsampling to an explicit size (x2 for sizes divisible by 32)."""
     return F.interpolate(x, size=size, mode="nearest")
+
+
+def full_precision(x: Tensor):
+    """A context that turns autocast off for ``x``'s device when it is on (else does nothing):
+    what runs inside sees fp32 inputs only if the caller casts them (:func:`sigmoid_head`)."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def sigmoid_head(conv: nn.Module, x: Tensor) -> Tensor:
+    """``sigmoid(conv(x))``, in fp32 under autocast too: a bf16 sigmoid keeps ~3 significant digits,
+    too few for the small disparities of distant points. Without autocast exactly ``sigmoid(conv(x))``."""
+    if not torch.is_autocast_enabled(x.device.type):
+        return torch.sigmoid(conv(x))
+    with full_precision(x):
+        return torch.sigmoid(conv(x.float()))

@@ -2,6 +2,7 @@
 samples dropped from them (``data.on_bad_sample=skip``)."""
 from __future__ import annotations
 
+import os
 import sys
 
 import cv2
@@ -12,13 +13,27 @@ from depth.train.placement import Placement
 from depth.train.run_log import RunLog
 from depth.train.sampling import EpochIndexed, ResumableSampler
 
-__all__ = ["training_loader", "one_thread_worker", "BadSamples"]
+__all__ = ["training_loader", "one_thread_worker", "resolve_num_workers", "BadSamples"]
 
 
 def one_thread_worker(worker_id: int) -> None:
     """A loader worker decodes and resizes with one OpenCV thread: the workers are the parallelism
     (OpenCV's own pool in every worker would oversubscribe the cores)."""
     cv2.setNumThreads(1)
+
+
+def resolve_num_workers(value: int | str, local_ranks: int | None = None) -> int:
+    """``train.num_workers``: a count as given; ``auto`` = the cores this process may run on
+    (``os.sched_getaffinity``, else ``os.cpu_count``) shared by the ``local_ranks`` processes of this
+    node (default ``LOCAL_WORLD_SIZE``, 1), less one for the process itself, at least 0."""
+    if value != "auto":
+        return int(value)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    ranks = local_ranks if local_ranks is not None else int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(0, cores // max(1, ranks) - 1)
 
 
 def training_loader(train_set: Dataset, sampler: ResumableSampler, where: Placement, num_workers: int,

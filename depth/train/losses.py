@@ -22,17 +22,20 @@ __all__ = [
     "smoothness_second_order",
     "LossTerms",
     "self_supervised_loss",
+    "tie_break_noise",
 ]
 
 
 def min_reprojection(reprojection: list[Tensor], identity: list[Tensor] | None = None,
-                     noise: float = 1e-5, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+                     noise: float = 1e-5, generator: torch.Generator | None = None,
+                     tie_noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Per-pixel minimum over sources, with Monodepth2's auto-masking.
 
     Args:
         reprojection: per-source photometric errors of the warped sources, each ``(B, 1, H, W)``.
         identity: per-source errors of the *unwarped* sources, or None to disable auto-masking.
-            ``noise * N(0, 1)`` is added to break ties.
+            ``noise * N(0, 1)`` is added to break ties (drawn from ``generator``), or ``tie_noise``
+            where given (:func:`tie_break_noise`: drawn outside, e.g. of a compiled loss).
     Returns:
         ``(loss, mask)``: the mean of the per-pixel minimum, and a ``(B, 1, H, W)`` float mask of
         pixels won by a reprojection term (1) rather than an identity term (0).
@@ -41,7 +44,9 @@ def min_reprojection(reprojection: list[Tensor], identity: list[Tensor] | None =
     if identity is None:
         return rep.min(1, keepdim=True)[0].mean(), torch.ones_like(rep[:, :1])
     ident = torch.cat(identity, 1)
-    if noise:
+    if tie_noise is not None:
+        ident = ident + tie_noise
+    elif noise:
         ident = ident + noise * torch.randn(ident.shape, device=ident.device, dtype=ident.dtype,
                                             generator=generator)
     combined = torch.cat([ident, rep], 1)
@@ -116,6 +121,7 @@ def self_supervised_loss(
     min_reprojection_loss: bool = True,
     K_sources: list[Tensor | None] | None = None,
     noise_generator: torch.Generator | None = None,
+    tie_noise: list[Tensor] | None = None,
 ) -> LossTerms:
     """The photometric reprojection loss of one batch.
 
@@ -132,6 +138,9 @@ def self_supervised_loss(
             the image gradient of the same order and direction), or one registered in a new file.
         K_sources: optional per-source intrinsics (stereo rigs with different cameras).
         noise_generator: generator of the auto-masking tie-break noise (default: torch's global one).
+        tie_noise: that noise drawn beforehand, one tensor per scale (:func:`tie_break_noise`, the
+            same numbers as ``noise_generator`` would give): no generator inside, so ``torch.compile``
+            traces the loss in one graph.
     """
     rules = RECIPES.get(recipe)()
     if len(sources) != len(T_src_tgt):
@@ -142,9 +151,18 @@ def self_supervised_loss(
         disparities = disparities[:1]
     K_sources = K_sources or [None] * len(sources)
 
+    # every source in one batched call (one warp, one SSIM per scale): sources stacked on the batch
+    n_src = len(sources)
+    same_K = all(k is None for k in K_sources)
+    target_n = target.repeat(n_src, 1, 1, 1) if n_src > 1 else target
+    sources_n = torch.cat(sources, 0) if n_src > 1 else sources[0]
+
+    def per_source(err: Tensor) -> list[Tensor]:
+        return list(err.chunk(n_src, 0)) if n_src > 1 else [err]
+
     identity = None
     if automask:
-        identity = [photometric_error(s, target, ssim_weight, charbonnier) for s in sources]
+        identity = per_source(photometric_error(sources_n, target_n, ssim_weight, charbonnier))
 
     photo_total, smooth_total, extra_total = 0.0, 0.0, None
     mask0 = depth0 = None
@@ -152,16 +170,24 @@ def self_supervised_loss(
         disp_full = disp if disp.shape[-2:] == (h, w) else F.interpolate(
             disp, (h, w), mode="bilinear", align_corners=False)
         _, depth = disp_to_depth(disp_full, min_depth, max_depth)
-        reprojection = [
-            photometric_error(warp(src, depth, K, T, Ks), target, ssim_weight, charbonnier)
-            for src, T, Ks in zip(sources, T_src_tgt, K_sources)
-        ]
+        if same_K:
+            depth_n = depth.repeat(n_src, 1, 1, 1) if n_src > 1 else depth
+            K_n = K.repeat(n_src, 1, 1) if n_src > 1 else K
+            T_n = torch.cat(T_src_tgt, 0) if n_src > 1 else T_src_tgt[0]
+            reprojection = per_source(photometric_error(warp(sources_n, depth_n, K_n, T_n), target_n, ssim_weight,
+                                                        charbonnier))
+        else:  # per-source intrinsics (a rig with different cameras)
+            reprojection = [
+                photometric_error(warp(src, depth, K, T, Ks), target, ssim_weight, charbonnier)
+                for src, T, Ks in zip(sources, T_src_tgt, K_sources)
+            ]
         if not min_reprojection_loss:  # Monodepth2's --avg_reprojection ablation
             reprojection = [torch.cat(reprojection, 1).mean(1, keepdim=True)]
             ident = None if identity is None else [torch.cat(identity, 1).mean(1, keepdim=True)]
         else:
             ident = identity
-        photo, mask = min_reprojection(reprojection, ident, generator=noise_generator)
+        photo, mask = min_reprojection(reprojection, ident, generator=noise_generator,
+                                       tie_noise=None if tie_noise is None else tie_noise[scale])
         smooth = rules.smoothness(disp, target, scale, smoothness_weight)
         more = rules.extra(disp, depth, target, scale)
         if more is not None:
@@ -177,3 +203,19 @@ def self_supervised_loss(
     if extra_total is not None:  # a recipe's further terms (LossRecipe.extra), averaged over scales alike
         total = total + extra_total / n
     return LossTerms(total, photo_total, smooth_total, mask0, depth0)
+
+
+def tie_break_noise(target: Tensor, n_sources: int, n_scales: int, *, recipe: str = "baseline",
+                    automask: bool = True, min_reprojection_loss: bool = True,
+                    generator: torch.Generator | None = None, noise: float = 1e-5) -> list[Tensor] | None:
+    """The auto-masking tie-break noise :func:`self_supervised_loss` would draw from ``generator``,
+    in its order and shapes: one ``(B, n_sources or 1, H, W)`` tensor per scale it scores (the finest
+    only for recipes that score one), None without auto-masking. Pass it as ``tie_noise``."""
+    if not automask or not noise:
+        return None
+    if RECIPES.get(recipe)().finest_only:
+        n_scales = min(n_scales, 1)
+    b, _, h, w = target.shape
+    shape = (b, n_sources if min_reprojection_loss else 1, h, w)
+    return [noise * torch.randn(shape, device=target.device, dtype=target.dtype, generator=generator)
+            for _ in range(n_scales)]

@@ -14,7 +14,7 @@ from torch import Tensor
 from data.samples import FrameBatch
 from depth.config import Config
 from depth.geometry import pose_vector_to_matrix
-from depth.train.losses import LossTerms, self_supervised_loss
+from depth.train.losses import LossTerms, self_supervised_loss, tie_break_noise
 from depth.train.placement import Placement
 from depth.train.randomness import stream_seed
 from depth.train.zoom import sample_zoom_boxes, zoom_images, zoom_intrinsics
@@ -28,6 +28,8 @@ class Objective:
 
     def __init__(self, cfg: Config, where: Placement):
         self.cfg, self.where = cfg, where
+        # train.compile: the loss traced into one graph (its tie-break noise is drawn outside it)
+        self.loss = torch.compile(self_supervised_loss) if cfg.train.compile else self_supervised_loss
 
     def zoom_boxes(self, step: int, rank: int, batch: int, height: int, width: int) -> Tensor:
         """The zoom-imitation crop boxes of step ``step`` on rank ``rank`` (CPU, ``(batch, 4)``),
@@ -49,7 +51,7 @@ class Objective:
         depth_in = color_aug[:, 0] if batch.depth_in is None else batch.depth_in.to(device, non_blocking=True)
         if zoom and cfg.augment.zoom_prob > 0 and cfg.augment.zoom_source == "network":
             b, _, _, h, w = color.shape
-            boxes = self.zoom_boxes(step, rank, b, h, w).to(device)
+            boxes = self.zoom_boxes(step, rank, b, h, w)  # on the CPU: zoom checks them without a device sync
             color = zoom_images(color, boxes)
             depth_in = zoom_images(depth_in, boxes)
             K = zoom_intrinsics(K, boxes, h, w)
@@ -64,9 +66,12 @@ class Objective:
             poses.append(batch.T_stereo.to(device).float())
         sources = [color[:, i] for i in range(1, color.shape[1])]
         noise = torch.Generator(device=device).manual_seed(stream_seed(cfg.train.seed, step, rank, "automask"))
-        terms = self_supervised_loss(
+        tie_noise = tie_break_noise(color[:, 0], len(sources), len(disparities), recipe=cfg.loss.recipe,
+                                    automask=cfg.loss.automask, min_reprojection_loss=cfg.loss.min_reprojection,
+                                    generator=noise)
+        terms = self.loss(
             disparities, color[:, 0], sources, K, poses, recipe=cfg.loss.recipe,
             min_depth=cfg.model.min_depth, max_depth=cfg.model.max_depth, ssim_weight=cfg.loss.ssim_weight,
             smoothness_weight=cfg.loss.smoothness_weight, automask=cfg.loss.automask,
-            min_reprojection_loss=cfg.loss.min_reprojection, noise_generator=noise)
+            min_reprojection_loss=cfg.loss.min_reprojection, tie_noise=tie_noise)
         return terms, disparities

@@ -97,11 +97,14 @@ def place(cfg: Config, device: str | None = None, rank: int | None = None,
 
 
 def apply_determinism(cfg: Config, device: torch.device) -> None:
-    """``train.deterministic``: deterministic kernels (warn-only), no cuDNN autotuning."""
+    """``train.deterministic``: deterministic kernels (warn-only), no cuDNN autotuning; otherwise
+    cuDNN autotunes its convolutions on CUDA (the input size is fixed in training)."""
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:

@@ -9,6 +9,7 @@ of ``(seed, epoch, index)``, the lr of ``(step, epoch)``: a resumed run repeats 
 """
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from depth.train.randomness import rng_states, set_rng_states
 if TYPE_CHECKING:
     from depth.train.trainer import Trainer
 
-__all__ = ["SittingClock", "Checkpoints", "NonFiniteLossError", "snapshot_buffers"]
+__all__ = ["SittingClock", "Checkpoints", "NonFiniteLossError", "LateFiniteCheck", "snapshot_buffers"]
 
 
 def snapshot_buffers(modules) -> Callable[[], None]:
@@ -143,3 +144,38 @@ class Checkpoints:
         tr.validation.last_metrics = ckpt.get("metrics", {})
         tr.clock.before = float(ckpt.get("train_seconds", 0.0))
         tr.resumed_at = tr.step_count
+
+
+class LateFiniteCheck:
+    """``train.nan_policy=error`` on CUDA without a host-device sync inside the step: each step's
+    loss is copied to pinned host memory behind an event (:meth:`put`) and read when the next step
+    begins, before a checkpoint or a validation, and at the end (:meth:`check`) -- by then the copy
+    has long finished. A non-finite loss still stops the run before any checkpoint holds the
+    weights it produced; the error names its step. Disabled (``enabled=False``: the CPU, where
+    reading the loss costs nothing, and multi-process runs, whose ranks decide together), the
+    trainer checks every step at once."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.pending: tuple[torch.Tensor, object, int] | None = None
+
+    def put(self, loss: torch.Tensor, completed_steps: int) -> None:
+        if loss.is_cuda:
+            host = torch.empty(1, dtype=torch.float32, pin_memory=True)
+            host.copy_(loss.detach().float().reshape(1), non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+        else:  # (tests run the same logic on the CPU)
+            host, event = loss.detach().float().reshape(1).clone(), None
+        self.pending = (host, event, completed_steps)
+
+    def check(self, checkpoints: Checkpoints) -> None:
+        if self.pending is None:
+            return
+        host, event, steps = self.pending
+        self.pending = None
+        if event is not None:
+            event.synchronize()
+        value = float(host[0])
+        if not math.isfinite(value):
+            raise checkpoints.nonfinite(value, steps)

@@ -21,7 +21,7 @@ from depth.config import Config, ConfigError
 from depth.model import LoadedModel, build_networks
 from depth.train.emulation import emulated_ddp_step
 from depth.train.finetune import init_networks
-from depth.train.loader import BadSamples, training_loader
+from depth.train.loader import BadSamples, resolve_num_workers, training_loader
 from depth.train.losses import LossTerms
 from depth.train.objective import Objective
 from depth.train.placement import apply_determinism, place, resolve_amp, wrap_networks
@@ -32,7 +32,7 @@ from depth.train.run_dir import open_run_dir
 from depth.train.run_log import PROGRESS_LOSS_EVERY, RunLog
 from depth.train.sampling import ResumableSampler
 from depth.train.schedule import learning_rate
-from depth.train.state import Checkpoints, NonFiniteLossError, SittingClock, snapshot_buffers
+from depth.train.state import Checkpoints, LateFiniteCheck, NonFiniteLossError, SittingClock, snapshot_buffers
 from depth.train.validation import Validation, ValidationData
 
 __all__ = ["Trainer", "ValidationData", "NonFiniteLossError", "collate", "resolve_amp", "rng_states",
@@ -66,9 +66,14 @@ class Trainer:
         self.nets, self.model = wrap_networks(nets, where, t.sync_bn)
         self.depth_net, self.pose_net = self.nets.depth_net, self.nets.pose_net  # no pose net: stereo-only
         self.modules = [m for m in (self.depth_net, self.pose_net) if m is not None]
+        if t.compile:  # in place: parameters, state_dict keys and checkpoints stay those of the modules
+            for m in self.modules:
+                m.compile()
         self.params = [p for m in self.modules for p in m.parameters()]
         self.objective = Objective(cfg, where)
-        self.optimizer = torch.optim.Adam(self.params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        # fused: one kernel for the whole update on CUDA (the same arithmetic as the default loop)
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                                          fused=True if self.device.type == "cuda" else None)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.sampler = ResumableSampler(len(train_set), t.seed, True, self.rank, self.world_size, with_epoch=True)
         self.steps_per_epoch = self.sampler.per_rank // self.batch_per_rank
@@ -81,6 +86,8 @@ class Trainer:
         self.out_dir = Path(cfg.output.dir)
         self.run_dir_checked, self.run_dir_claimed = run_dir_checked, False
         self.checkpoints = Checkpoints(self.out_dir, t.keep_checkpoints)
+        self.late_check = LateFiniteCheck(self.device.type == "cuda" and t.nan_policy == "error"
+                                          and not where.collectives)
         self.clock = SittingClock()
         self.log = RunLog(self.is_main, t.progress, t.log_every, t.image_every)
         self.validation = Validation(cfg, val, val_samples, self.batch_per_rank)
@@ -133,6 +140,7 @@ class Trainer:
     def train_step(self, batch: FrameBatch) -> LossTerms | None:
         """One optimiser step on this rank's part of the global batch; None if it was skipped
         (non-finite loss with ``train.nan_policy=skip``)."""
+        self.late_check.check(self.checkpoints)  # the previous step's loss (CUDA: read one step late)
         self.begin_step()
         # dropout is a function of (step, rank) alone (zoom and auto-mask noise have their own streams)
         torch.manual_seed(step_seed(self.cfg.train.seed, self.step_count, self.rank))
@@ -140,7 +148,11 @@ class Trainer:
         # a skipped step must not leave its BatchNorm statistics behind either
         restore_buffers = snapshot_buffers(self.modules) if skip_policy else None
         terms, disparities = self.compute_loss(batch, self.step_count)
-        ok = torch.isfinite(terms.total.detach())
+        if self.late_check.enabled:  # CUDA, error policy, one process: read when the next step begins
+            self.late_check.put(terms.total, self.step_count)
+            ok = True
+        else:
+            ok = torch.isfinite(terms.total.detach())
         if self.where.collectives:  # every rank decides alike (a lone rank skipping would hang the others)
             all_ok, no_stop = self.where.all_reduce([int(ok), int(not self.stop_request.requested)],
                                                     torch.distributed.ReduceOp.MIN)
@@ -171,12 +183,14 @@ class Trainer:
                                    lambda b: self.compute_loss(b, step=0, rank=0, model=self.nets, zoom=False)[0])
 
     def _validate_and_log(self) -> dict:
+        self.late_check.check(self.checkpoints)
         return self.validation.once(self.step_count, self.is_main, self.log, self.validate)
 
     def state_dict(self) -> dict:
         return self.checkpoints.state(self)
 
     def save(self) -> Path | None:
+        self.late_check.check(self.checkpoints)  # never a checkpoint of weights a non-finite loss made
         return self.checkpoints.save(self)
 
     def load_state(self, ckpt: dict) -> None:
@@ -190,7 +204,8 @@ class Trainer:
         self.log.open(self.out_dir, self.total_steps(), self.step_count)
         total, t0 = self.total_steps(), self.clock.start()
         if self.loader is None:
-            self.loader = training_loader(self.train_set, self.sampler, self.where, t.num_workers, self.skip_errors)
+            self.loader = training_loader(self.train_set, self.sampler, self.where,
+                                          resolve_num_workers(t.num_workers), self.skip_errors)
         while self.step_count < total:
             self.sampler.set_epoch(self.epoch, self.batch_in_epoch * self.batch_per_rank)
             for batch in self.loader:

@@ -122,12 +122,13 @@ def zoom_images(images: Tensor, boxes: Tensor) -> Tensor:
     if not images.dtype.is_floating_point:
         raise TypeError(f"images must be a floating point tensor, got {images.dtype}")
     b, h, w = images.shape[0], images.shape[-2], images.shape[-1]
+    # checked and selected where the boxes are (the trainer draws them on the CPU): no device sync
     _check_boxes(boxes, b, h, w)
-    boxes = boxes.to(images.device)
     idx = torch.nonzero(~_is_full(boxes, h, w)).flatten()
     if idx.numel() == 0:
         return images.clone()
-    bz = boxes[idx]
+    bz = boxes[idx].to(images.device, non_blocking=True)
+    idx = idx.to(images.device, non_blocking=True)
     n = bz.shape[0]
     gdtype = torch.float64 if images.dtype == torch.float64 else torch.float32
     x0, y0, cw, ch = (t.to(gdtype) for t in bz.unbind(1))
