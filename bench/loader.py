@@ -12,9 +12,11 @@ per sample, random flip, ``(3, 3, H, W)`` float tensors + K) through a ``DataLoa
   ``ToTensor``.
 
 Data: the project's synthetic KITTI-format drives (1242x375 PNG, like KITTI raw), generated into
-``--data`` when missing; ``--jpg`` converts them to JPEG first (as many KITTI users do).
+``--data`` when missing; ``--source WxH`` resizes the frames on disk to that size first (default
+1242x375, KITTI's); ``--jpg`` converts them to JPEG (as many KITTI users do). Besides samples/s the
+table gives the bytes of one batch as it leaves the loader.
 
-    python bench/loader.py [--size 640x192] [--samples 96] [--jpg]
+    python bench/loader.py [--size 640x192] [--batch 12] [--source 1242x375] [--samples 96] [--jpg]
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from torchvision import transforms
 
 from data.frames import resize_intrinsics
 from data.kitti import KittiRawDataset, image_path, kitti_intrinsics
-from data.samples import collate
+from data.samples import FrameSample, collate
 from data.splits import read_split_file
 from data.synthetic import generate
 from depth.train.sampling import EpochIndexed, ResumableSampler
@@ -84,16 +86,22 @@ class PILReference(Dataset):
         K = resize_intrinsics(K, size, (self.w, self.h))
         color = torch.stack([self.to_tensor(im) for im in frames])
         color_aug = torch.stack([self.to_tensor(im) for im in aug]) if jit else color
-        return {"color": color, "color_aug": color_aug, "K": torch.from_numpy(K), "index": key}
+        return FrameSample(color=color, color_aug=color_aug, K=torch.from_numpy(K), index=key)
 
 
-def ensure_data(path: Path, jpg: bool) -> Path:
+NATIVE = (1242, 375)  # what the synthetic generator writes (KITTI raw's size)
+
+
+def ensure_data(path: Path, jpg: bool, source: tuple[int, int] = NATIVE) -> Path:
+    """The generated drives, their frames resized to ``source`` and/or as JPEG in a sibling folder
+    (for timing: the calibration files stay those of 1242x375)."""
     if not (path / "splits" / "train_files.txt").is_file():
         print(f"generating synthetic drives into {path} ...", flush=True)
         generate(path, seed=0, drives=2, frames=24, test_drives=1, gt_every=24)
-    if not jpg:
+    if not jpg and tuple(source) == NATIVE:
         return path
-    out = path.parent / (path.name + "_jpg")
+    out = path.parent / (path.name + ("_jpg" if jpg else "") + ("" if tuple(source) == NATIVE else
+                                                                 f"_{source[0]}x{source[1]}"))
     if not (out / "splits" / "train_files.txt").is_file():
         for p in path.rglob("*"):
             q = out / p.relative_to(path)
@@ -101,7 +109,14 @@ def ensure_data(path: Path, jpg: bool) -> Path:
                 continue
             q.parent.mkdir(parents=True, exist_ok=True)
             if p.suffix == ".png" and "image_0" in str(p):
-                cv2.imwrite(str(q.with_suffix(".jpg")), cv2.imread(str(p)), [cv2.IMWRITE_JPEG_QUALITY, 95])
+                img = cv2.imread(str(p))
+                if tuple(source) != NATIVE:
+                    img = cv2.resize(img, tuple(source), interpolation=cv2.INTER_AREA if source[0] < NATIVE[0]
+                                     else cv2.INTER_LINEAR)
+                if jpg:
+                    cv2.imwrite(str(q.with_suffix(".jpg")), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                else:
+                    cv2.imwrite(str(q), img)
             else:
                 shutil.copyfile(p, q)
     return out
@@ -132,6 +147,12 @@ def measure(ds, batch, workers, samples, seed=0):
     return n / dt
 
 
+def batch_bytes(ds, batch: int) -> int:
+    """Bytes of the tensors of one collated batch (what travels from a worker to the trainer)."""
+    b = collate([ds[i] for i in range(batch)])
+    return sum(v.nbytes for v in vars(b).values() if isinstance(v, torch.Tensor))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "dabdepth_bench_loader")
@@ -140,13 +161,15 @@ def main(argv=None):
     ap.add_argument("--samples", type=int, default=64, help="samples timed per configuration")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--jpg", action="store_true", help="JPEG copies of the images (as many KITTI users keep)")
+    ap.add_argument("--source", default="1242x375", help="WxH of the frames on disk (default KITTI's 1242x375)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     w, h = (int(x) for x in args.size.split("x"))
-    root = ensure_data(args.data, args.jpg)
+    source = tuple(int(x) for x in args.source.split("x"))
+    root = ensure_data(args.data, args.jpg, source)
     entries = read_split_file(root / "splits" / "train_files.txt")
     ext = "jpg" if args.jpg else "png"
-    cache = args.data.parent / (args.data.name + f"_cache_{ext}")
+    cache = args.data.parent / (args.data.name + f"_cache_{ext}_{source[0]}x{source[1]}")
 
     def project(cache_dir=None):
         ds = KittiRawDataset(root, entries, h, w, img_ext=ext, seed=0, cache_dir=cache_dir)
@@ -158,13 +181,15 @@ def main(argv=None):
     pipelines = {"project": project(), "project+cache": project(cache),
                  "reference (PIL+tv)": PILReference(root, entries, h, w, ext)}
     load = os.getloadavg()[0]
-    print(f"{len(entries)} training samples of 3 frames, 1242x375 {ext} -> {w}x{h}, batch {args.batch}, "
+    print(f"{len(entries)} training samples of 3 frames, {source[0]}x{source[1]} {ext} -> {w}x{h}, batch {args.batch}, "
           f"{args.samples} samples timed per cell; {os.cpu_count()} cores, load average {load:.1f} "
           f"(the CPU is shared with other users: absolute numbers are noisy, rows were run back to back)")
-    print(f"{'pipeline':>20} " + " ".join(f"{f'{n} workers':>11}" for n in args.workers) + "   (samples/s)")
+    print(f"{'pipeline':>20} " + " ".join(f"{f'{n} workers':>11}" for n in args.workers) + f" {'MB/batch':>9}"
+          + "   (samples/s)")
     for name, ds in pipelines.items():
         row = [measure(ds, args.batch, n, args.samples) for n in args.workers]
-        print(f"{name:>20} " + " ".join(f"{r:>11.1f}" for r in row), flush=True)
+        print(f"{name:>20} " + " ".join(f"{r:>11.1f}" for r in row) + f" {batch_bytes(ds, args.batch) / 2 ** 20:>9.1f}",
+              flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
