@@ -43,7 +43,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import depth.train.losses as losses_module
-import depth.train.objective as objective_module
 from data.datasets import build_training_data
 from data.samples import collate
 from data.splits import read_split_file, split_file
@@ -176,10 +175,11 @@ class TrueNetworks(nn.Module):
 
 def _assemble(trainer: Trainer, batch, nets: nn.Module, step: int = 0) -> dict:
     """``trainer.compute_loss(batch, model=nets)``, recording what it hands to the loss (target,
-    sources, K, the pose matrices) and the finest-scale warp of every source."""
+    sources, K, the pose matrices) and the finest-scale warp of every source (the loss warps all
+    sources in one call per scale, stacked on the batch)."""
     seen: dict = {}
     warps: list = []
-    real_loss, real_warp = objective_module.self_supervised_loss, losses_module.warp
+    real_loss, real_warp = trainer.objective.loss, losses_module.warp
 
     def loss_spy(disparities, target, sources, K, poses, **kw):
         seen.update(target=target, sources=sources, K=K, poses=poses)
@@ -191,13 +191,15 @@ def _assemble(trainer: Trainer, batch, nets: nn.Module, step: int = 0) -> dict:
         return out
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(objective_module, "self_supervised_loss", loss_spy)
+        mp.setattr(trainer.objective, "loss", loss_spy)
         mp.setattr(losses_module, "warp", warp_spy)
         with torch.no_grad():
             terms, _ = trainer.compute_loss(batch, step=step, model=nets)
     n = len(seen["sources"])
-    assert len(warps) == n * len(trainer.cfg.model.scales)  # one warp per source and scale
-    seen.update(terms=terms, depth=warps[0][0], warped=[w for _, w in warps[:n]])
+    assert len(warps) == len(trainer.cfg.model.scales)  # one warp of all sources per scale
+    depth, warped = warps[0]
+    assert depth.shape[0] == n * seen["target"].shape[0]
+    seen.update(terms=terms, depth=depth.chunk(n)[0], warped=list(warped.chunk(n)))
     return seen
 
 
