@@ -49,7 +49,7 @@ def test_preset_plus_overrides_with_type_conversion():
     assert cfg.augment.zoom_prob == 0.5
     assert cfg.output.dir == "runs/x"
     # values from the preset survive where not overridden
-    assert cfg.train.num_workers == 8 and cfg.model.pretrained is True
+    assert cfg.train.log_every == 250 and cfg.train.num_workers == "auto" and cfg.model.pretrained is True
 
 
 def test_string_overrides_stay_literal_and_accept_quotes():
