@@ -67,7 +67,8 @@ def _check_split_matches_data(args, entries) -> None:
 # Subcommands
 # ----------------------------------------------------------------------------------------------
 
-def cmd_export_gt(args) -> int:
+def cmd_export_gt(args, open_model: OpenModel | None = None) -> int:
+    """The GT file of a split (no model: ``open_model`` is the sub-commands' common signature)."""
     entries = read_split_file(split_file(args.split, "test"))
     _check_split_matches_data(args, entries)
     mode = gt_kind_for_split(args.split, args.gt_source)
@@ -276,6 +277,4 @@ def run(args, open_model: OpenModel | None = None) -> int:
         z = getattr(args, name, None)
         if z is not None and not z >= 1.0:
             raise EvalError(f"--{name} must be >= 1, got {z}")
-    if args.command == "export-gt":
-        return cmd_export_gt(args)
     return COMMANDS[args.command](args, open_model)

@@ -41,7 +41,8 @@ class EvalModel:
 
     def input_size(self, width: int | None, height: int | None) -> tuple[int, int]:
         """``(width, height)`` of the network input: ``--width/--height`` where given, else the trained size."""
-        return width or self.cfg.data.width, height or self.cfg.data.height
+        trained_w, trained_h = self.trained_size
+        return width or trained_w, height or trained_h
 
     def _depth_kwargs(self) -> dict:
         return dict(min_depth=self.cfg.model.min_depth, max_depth=self.cfg.model.max_depth, device=self.device)

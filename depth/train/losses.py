@@ -154,11 +154,11 @@ def self_supervised_loss(
     # every source in one batched call (one warp, one SSIM per scale): sources stacked on the batch
     n_src = len(sources)
     same_K = all(k is None for k in K_sources)
-    target_n = target.repeat(n_src, 1, 1, 1) if n_src > 1 else target
-    sources_n = torch.cat(sources, 0) if n_src > 1 else sources[0]
+    target_n = target.repeat(n_src, 1, 1, 1)
+    sources_n = torch.cat(sources, 0)
 
     def per_source(err: Tensor) -> list[Tensor]:
-        return list(err.chunk(n_src, 0)) if n_src > 1 else [err]
+        return list(err.chunk(n_src, 0))
 
     identity = None
     if automask:
@@ -171,11 +171,8 @@ def self_supervised_loss(
             disp, (h, w), mode="bilinear", align_corners=False)
         _, depth = disp_to_depth(disp_full, min_depth, max_depth)
         if same_K:
-            depth_n = depth.repeat(n_src, 1, 1, 1) if n_src > 1 else depth
-            K_n = K.repeat(n_src, 1, 1) if n_src > 1 else K
-            T_n = torch.cat(T_src_tgt, 0) if n_src > 1 else T_src_tgt[0]
-            reprojection = per_source(photometric_error(warp(sources_n, depth_n, K_n, T_n), target_n, ssim_weight,
-                                                        charbonnier))
+            warped = warp(sources_n, depth.repeat(n_src, 1, 1, 1), K.repeat(n_src, 1, 1), torch.cat(T_src_tgt, 0))
+            reprojection = per_source(photometric_error(warped, target_n, ssim_weight, charbonnier))
         else:  # per-source intrinsics (a rig with different cameras)
             reprojection = [
                 photometric_error(warp(src, depth, K, T, Ks), target, ssim_weight, charbonnier)
