@@ -20,6 +20,9 @@ lr x0.1 at 700/900 of the steps -- and, at one seed, one pose-net initialisation
   scored without scaling by ``bench/cameras.py``;
 * ``zoom_frame`` / ``full_frame``: ``zoom`` / ``full`` with ``augment.zoom_source=frame`` (the crop
   taken from the full-resolution frame and resized once: no upsampled pixels);
+* ``baseline_devjit``: ``baseline`` with the colour jitter on the training device
+  (``augment.color_jitter_on=device``, the default since the rows were first measured; every other
+  row keeps the loader's albumentations jitter they were measured with, so rows stay comparable);
 * ``--network exact``: the rows on the authors' exact network (HRNet-18 + DIFFNet; rows
   ``<variant>-exact``); ``baseline_ss`` is then its plain head, the reference of ``dca`` and ``full``;
 * ``--init-from runs/ablation/baseline_s{seed}``: every row starts from a converged run's weights
@@ -85,6 +88,8 @@ SMOOTH_AT_192 = f"loss.smoothness_weight={1e-3 * 192 / 1024:.6g}"
 STEREO = ROOT / "configs" / "synthetic_stereo.yaml"
 B12 = ["train.batch_size=12", "train.max_steps=450", "optim.step_milestones=[350]"]
 VARIANTS: Registry = Registry("--variants", "ablation variant")  # name -> (preset, overrides)
+# the colour jitter every row was measured with (albumentations in the loader); a row may override it
+ROW_JITTER = ["augment.color_jitter_on=loader"]
 
 
 def register_variant(name: str, preset: Path, overrides: list[str]) -> None:
@@ -112,6 +117,8 @@ register_variant("zoom_stereo", STEREO, ["augment.zoom_prob=0.5"])
 # zoom from the source frame: the crop taken from the full-resolution file and resized once
 register_variant("zoom_frame", BASE, ["augment.zoom_prob=0.5", "augment.zoom_source=frame"])
 register_variant("full_frame", DABNET, [*SCHEDULE, "augment.zoom_source=frame"])
+# the jitter on the training device (kornia, data.color_jitter): must not cost accuracy
+register_variant("baseline_devjit", BASE, ["augment.color_jitter_on=device"])
 
 # --network: the rows' own network (ResNet-18 + Monodepth2's decoder) or the authors' exact one
 # (HRNet-18 with their concatenated features + DIFFNet decoder: docs/method.md); exact runs live in
@@ -135,7 +142,7 @@ def variant_config(name: str, seed: int, steps: int | None, extra: list[str], ou
     ``init_from``: a run folder whose weights start this one (``model.init_from``; ``{seed}`` is
     replaced by the seed), the pretrained-start regime. ``network``: a key of :data:`NETWORKS`."""
     preset, overrides = VARIANTS.get(name)
-    run = [f"train.seed={seed}", f"output.dir={out / f'{run_name(name, network)}_s{seed}'}", *overrides,
+    run = [f"train.seed={seed}", f"output.dir={out / f'{run_name(name, network)}_s{seed}'}", *ROW_JITTER, *overrides,
            *NETWORKS[network], *extra]
     if init_from:
         run.append(f"model.init_from={init_from.format(seed=seed)}")
@@ -205,7 +212,7 @@ def recalibrate_batchnorm(net: nn.Module, cfg: Config, batches: int = 50) -> Non
     with torch.no_grad():
         for i in range(min(batches, len(order) // b)):
             batch = collate([train_set[int(j)] for j in order[i * b:(i + 1) * b]])
-            net(batch.color_aug[:, 0])
+            net(batch.network_images("cpu")[1][:, 0])
     net.eval()
 
 

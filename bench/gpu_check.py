@@ -474,7 +474,8 @@ class Check:
             step = self.p.MinimalStep(_AutocastDepth(nets.depth_net, dtype, backend),
                                       _AutocastPose(nets.pose_net, dtype, backend), cfg.data.height,
                                       cfg.data.width, dev)
-            color, color_aug, K = _as_float(batch.color), _as_float(batch.color_aug), batch.K.float()
+            color, color_aug, _ = batch.network_images(dev)
+            K = batch.K.float()
             out = self._timed(lambda: step(color, color_aug, K), self.a.warmup, self.a.steps)
             return {**out, "amp_dtype": _dtype_label(dtype), "how": f"torch.compile(nets, {backend})" if backend else ""}
         trainer = self.p.Trainer(cfg, train_set)

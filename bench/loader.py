@@ -1,15 +1,19 @@
 """Training data loading speed: the project's loader against a PIL + torchvision reference.
 
-Both produce the same sample (target and two neighbours, un-jittered and jittered with one draw
-per sample, random flip, ``(3, 3, H, W)`` float tensors + K) through a ``DataLoader`` with batch
-``--batch`` and 0, 1, 2 workers, in the same run:
+All pipelines draw the same kind of sample (target and two neighbours, un-jittered and jittered
+with one draw per sample, random flip, + K) through a ``DataLoader`` with batch ``--batch`` and 0,
+1, 2 workers, in the same run:
 
 * ``project``: :class:`data.kitti.KittiRawDataset` as the trainer reads it (cv2 decoding,
-  INTER_AREA resize, albumentations colour jitter, ``(epoch, index)`` sampler, persistent workers);
+  INTER_AREA resize, ``(epoch, index)`` sampler, persistent workers): uint8 frames and the colour
+  jitter's parameters (``augment.color_jitter_on=device``: the jitter itself runs on the training
+  device, :mod:`data.color_jitter`, so it is not in this loader's time);
 * ``project+cache``: the same with ``data.cache_dir`` (pre-resized frames, built before timing);
+* ``project, loader jitter``: ``augment.color_jitter_on=loader`` (albumentations' ``ColorJitter``
+  in the loader, a second set of uint8 frames);
 * ``reference``: Monodepth2's recipe -- PIL decoding, ``transforms.Resize`` (LANCZOS, as
   Monodepth2's ``Image.ANTIALIAS``), ``transforms.ColorJitter`` parameters applied to every frame,
-  ``ToTensor``.
+  ``ToTensor``: two sets of float32 frames.
 
 Data: the project's synthetic KITTI-format drives (1242x375 PNG, like KITTI raw), generated into
 ``--data`` when missing; ``--source WxH`` resizes the frames on disk to that size first (default
@@ -171,14 +175,17 @@ def main(argv=None):
     ext = "jpg" if args.jpg else "png"
     cache = args.data.parent / (args.data.name + f"_cache_{ext}_{source[0]}x{source[1]}")
 
-    def project(cache_dir=None):
-        ds = KittiRawDataset(root, entries, h, w, img_ext=ext, seed=0, cache_dir=cache_dir)
+    def project(cache_dir=None, jitter_on="device"):
+        ds = KittiRawDataset(root, entries, h, w, img_ext=ext, seed=0, cache_dir=cache_dir, jitter_on=jitter_on)
         if cache_dir:
             paths = [p for i in range(len(ds)) for p in ds.paths(i)]
             ds.disk_cache.build(paths, progress=False)
         return ds
 
+    # the project's frames travel as uint8 with the jitter's parameters (the jitter runs on the
+    # training device); "loader jitter" runs albumentations here and ships a second set of frames
     pipelines = {"project": project(), "project+cache": project(cache),
+                 "project, loader jitter": project(jitter_on="loader"),
                  "reference (PIL+tv)": PILReference(root, entries, h, w, ext)}
     load = os.getloadavg()[0]
     print(f"{len(entries)} training samples of 3 frames, {source[0]}x{source[1]} {ext} -> {w}x{h}, batch {args.batch}, "

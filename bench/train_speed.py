@@ -11,6 +11,11 @@ CPU hits both alike; the table gives medians.
     python bench/train_speed.py                   # 640x192 b4 and 192x64 b12, baseline and DCA+zoom
     python bench/train_speed.py --reps 5 --sizes 192x64x12
     python bench/train_speed.py --device cuda --amp bf16   # same comparison on a GPU
+    python bench/train_speed.py --jitter          # + the step on uint8 frames, colour jitter in the step
+
+``project+jitter`` is the project step as the loader feeds it by default
+(``augment.color_jitter_on=device``): uint8 frames, converted and jittered inside the step (work the
+minimal step leaves to its loader).
 
 Goal: project / minimal <= 1.0 for the baseline recipe, <= 1.15 with DCA + zoom on. On a CPU shared
 with other jobs use ``--threads 1``: with 2 intra-op threads and one core taken by someone else, every
@@ -23,9 +28,11 @@ import os
 import statistics
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from data.color_jitter import IDENTITY, draw_color_jitter
 from data.samples import FrameBatch
 from depth.config import Config, load_config
 from depth.model import build_networks
@@ -130,6 +137,17 @@ def make_batch(b, h, w, device, seed=0):
     return FrameBatch(color, color, K, torch.arange(b)).to(device)
 
 
+def jittered_batch(batch: FrameBatch, seed: int = 0) -> FrameBatch:
+    """``batch``'s frames as the loader ships them (uint8, ``augment.color_jitter_on=device``): the
+    colour jitter of half the samples (the preset's probability 0.5) to be applied in the step."""
+    b = len(batch)
+    draws = [draw_color_jitter(seed * 1000 + i, 0.2, 0.2, 0.2, 0.1) if i % 2 == 0 else
+             (np.asarray(IDENTITY, np.float32), np.arange(4)) for i in range(b)]
+    color = batch.color.mul(255).round().to(torch.uint8)
+    return FrameBatch(color, None, batch.K, batch.index, jitter=torch.from_numpy(np.stack([f for f, _ in draws])),
+                      jitter_order=torch.from_numpy(np.stack([o for _, o in draws])))
+
+
 def project_trainer(h, w, b, device, amp, dca_zoom, compile_=False):
     extra = (["model.dca=true", "augment.zoom_prob=0.5"] if dca_zoom else []) + (["train.compile=true"] if compile_ else [])
     cfg = load_config(None, [f"data.height={h}", f"data.width={w}", f"train.batch_size={b}",
@@ -158,9 +176,9 @@ def run_size(h, w, b, reps, device, amp, variants):
     nets = build_networks(Config()).to(device)  # ResNet-18 baseline, random weights
     minimal = MinimalStep(nets.depth_net, nets.pose_net, h, w, device)
     runners["minimal"] = lambda: minimal(batch.color, batch.color_aug, batch.K)
-    for name, dz, comp in variants:
+    for name, dz, comp, jit in variants:
         tr = project_trainer(h, w, b, device, amp, dz, comp)
-        runners[name] = (lambda t=tr: t.train_step(batch))
+        runners[name] = (lambda t=tr, bt=jittered_batch(batch) if jit else batch: t.train_step(bt))
     times = {k: [] for k in runners}
     for k, fn in runners.items():  # warm-up (train.compile: the compilation)
         t = timed(fn, device)
@@ -182,11 +200,14 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--no-dca", action="store_true", help="skip the DCA + zoom variant")
     ap.add_argument("--compile", action="store_true", help="also the project step with train.compile=true")
+    ap.add_argument("--jitter", action="store_true",
+                    help="also the project step on uint8 frames with the colour jitter applied in the step")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    variants = [("project", False, False)] + ([] if args.no_dca else [("project+dca+zoom", True, False)]) \
-        + ([("project+compile", False, True)] if args.compile else [])
+    variants = [("project", False, False, False)] + ([] if args.no_dca else [("project+dca+zoom", True, False, False)]) \
+        + ([("project+compile", False, True, False)] if args.compile else []) \
+        + ([("project+jitter", False, False, True)] if args.jitter else [])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} cores, load average {load:.1f} at start"

@@ -58,6 +58,10 @@ class AugmentConfig:
     contrast: float = 0.2
     saturation: float = 0.2
     hue: float = 0.1
+    # device: the parameters travel with the uint8 frames and the jitter runs on the training
+    # device (data.color_jitter, kornia); loader: albumentations in the loader, a second set of
+    # uint8 frames travels (the jitter of the ablation rows in bench/README.md)
+    color_jitter_on: str = "device"
     flip_prob: float = 0.5
     zoom_prob: float = 0.0  # zoom imitation (docs/method.md §4); 0.5 in the paper
     zoom_min_scale: float = 0.5

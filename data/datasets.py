@@ -184,7 +184,7 @@ def build_run_data(data_cfg: DataConfig, augment_cfg: AugmentConfig, seed: int =
         stereo_baseline=data_cfg.stereo_baseline,
         color_jitter_prob=augment_cfg.color_jitter_prob, brightness=augment_cfg.brightness,
         contrast=augment_cfg.contrast, saturation=augment_cfg.saturation, hue=augment_cfg.hue,
-        flip_prob=augment_cfg.flip_prob, seed=seed, **augment_cfg.frame_zoom(),
+        flip_prob=augment_cfg.flip_prob, seed=seed, jitter_on=augment_cfg.color_jitter_on, **augment_cfg.frame_zoom(),
         cache_images=data_cfg.cache_images, cache_dir=data_cfg.cache_dir or None)
     check_files(train_set, full=data_cfg.check)
     if train_set.disk_cache is not None:

@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from common.errors import BadSampleError
+from data.color_jitter import IDENTITY, draw_color_jitter
 from data.images import (IMAGE_EXTS, VIDEO_EXTS, decode_file, decode_resized, monodepth2_intrinsics, read_image,
                          resize_image, resize_intrinsics)
 from data.samples import FrameSample
@@ -30,13 +31,21 @@ _ZOOM_STREAM = 1  # the fourth seed word of FrameSampleDataset.draw_zoom
 
 __all__ = [
     "IMAGE_EXTS", "VIDEO_EXTS", "BadSampleError", "decode_file", "read_image", "resize_image", "decode_resized",
-    "frames_to_tensor", "monodepth2_intrinsics", "resize_intrinsics", "FrameSampleDataset",
+    "frames_to_tensor", "frames_to_uint8", "monodepth2_intrinsics", "resize_intrinsics", "FrameSampleDataset",
 ]
 
 
 def frames_to_tensor(frames) -> Tensor:
     """A sequence of ``H x W x 3`` uint8 images -> ``(N, 3, H, W)`` float32 tensor in ``[0, 1]``."""
-    return torch.from_numpy(np.stack([np.asarray(f) for f in frames])).permute(0, 3, 1, 2).float().div_(255.0)
+    return frames_to_uint8(frames).float().div_(255.0)
+
+
+def frames_to_uint8(frames) -> Tensor:
+    """A sequence of ``H x W x 3`` uint8 images -> ``(N, 3, H, W)`` uint8 tensor (how training frames
+    travel to the device: a quarter of float32's bytes). Its memory stays the images' own, channels
+    innermost (strides ``(3HW, 1, 3W, 3)``: no copy); batches keep that layout
+    (:func:`data.samples.collate`) and so do the float frames made from them on the device."""
+    return torch.from_numpy(np.stack([np.asarray(f) for f in frames])).permute(0, 3, 1, 2)
 
 
 class FrameSampleDataset(Dataset):
@@ -47,13 +56,20 @@ class FrameSampleDataset(Dataset):
     ``H x W x 3`` uint8 frames at the network size (target first) and ``K`` for that size.
 
     A sample is a :class:`data.samples.FrameSample` (what :func:`data.samples.collate` stacks into
-    a :class:`data.samples.FrameBatch`); stereo datasets set its ``T_stereo``.
+    a :class:`data.samples.FrameBatch`); stereo datasets set its ``T_stereo``. Its frames are uint8.
+    ``jitter_on`` says where the colour jitter runs: ``device`` (the sample carries the drawn
+    parameters, :mod:`data.color_jitter` applies them to the batch on the training device) or
+    ``loader`` (albumentations' ``ColorJitter`` on the uint8 frames here, shipped as a second set
+    of frames ``color_aug``).
     """
 
     def __init__(self, height: int, width: int, n_frames: int, *, is_train: bool = True,
                  color_jitter_prob: float = 0.5, brightness: float = 0.2, contrast: float = 0.2,
                  saturation: float = 0.2, hue: float = 0.1, flip_prob: float = 0.5, seed: int = 0,
-                 cache_images: bool = False, zoom_prob: float = 0.0, zoom_min_scale: float = 0.5):
+                 cache_images: bool = False, zoom_prob: float = 0.0, zoom_min_scale: float = 0.5,
+                 jitter_on: str = "device"):
+        if jitter_on not in ("device", "loader"):
+            raise ValueError(f"jitter_on must be 'device' or 'loader', got {jitter_on!r}")
         self.height, self.width = height, width
         # zoom from the source frame (augment.zoom_source=frame; 0 = off, e.g. network-size zoom)
         self.zoom_prob = zoom_prob if is_train else 0.0
@@ -61,6 +77,8 @@ class FrameSampleDataset(Dataset):
         self.is_train = is_train
         self.flip_prob = flip_prob if is_train else 0.0
         self.jitter_prob = color_jitter_prob if is_train else 0.0
+        self.jitter_on = jitter_on
+        self.jitter_ranges = (brightness, contrast, saturation, hue)
         self._jitter = A.Compose(
             [A.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue, p=1.0)],
             additional_targets={f"image{i}": "image" for i in range(1, n_frames)})
@@ -84,20 +102,24 @@ class FrameSampleDataset(Dataset):
 
     def make_sample(self, index: int, frames: list[np.ndarray], K: np.ndarray, flip: bool, jitter: bool,
                     jitter_seed: int) -> FrameSample:
-        """Flip (all frames; ``cx' = W - 1 - cx``) and jitter (one draw for all frames) -> the sample."""
+        """Flip (all frames; ``cx' = W - 1 - cx``) and jitter (one draw for all frames) -> the sample:
+        with ``jitter_on=device`` the drawn parameters (identity when ``jitter`` is false), with
+        ``loader`` the jittered uint8 frames as ``color_aug`` (None when ``jitter`` is false)."""
         if flip:
             frames = [np.ascontiguousarray(f[:, ::-1]) for f in frames]
             K = K.copy()
             K[0, 2] = self.width - 1 - K[0, 2]
-        if jitter:
+        sample = FrameSample(color=frames_to_uint8(frames), color_aug=None,
+                             K=torch.from_numpy(np.ascontiguousarray(K, dtype=np.float32)), index=index)
+        if self.jitter_on == "device" and self.jitter_prob > 0:
+            factors, order = (draw_color_jitter(jitter_seed, *self.jitter_ranges) if jitter else
+                              (np.asarray(IDENTITY, dtype=np.float32), np.arange(4, dtype=np.int64)))
+            sample.jitter, sample.jitter_order = torch.from_numpy(factors), torch.from_numpy(order)
+        elif jitter:
             self._jitter.set_random_seed(jitter_seed)
             out = self._jitter(image=frames[0], **{f"image{i}": fr for i, fr in enumerate(frames[1:], 1)})
-            frames_aug = [out["image"]] + [out[f"image{i}"] for i in range(1, len(frames))]
-        else:
-            frames_aug = frames
-        color = frames_to_tensor(frames)
-        return FrameSample(color=color, color_aug=frames_to_tensor(frames_aug) if jitter else color,
-                           K=torch.from_numpy(np.ascontiguousarray(K, dtype=np.float32)), index=index)
+            sample.color_aug = frames_to_uint8([out["image"]] + [out[f"image{i}"] for i in range(1, len(frames))])
+        return sample
 
     def draw_zoom(self, index: int) -> tuple[float, float] | None:
         """Zoom from the source frame: the crop fractions ``(s_x, s_y)`` of sample ``index`` in the
@@ -149,17 +171,21 @@ class FrameSampleDataset(Dataset):
     def build_sample(self, index: int, flip: bool, jitter: bool, jitter_seed: int) -> FrameSample:
         """Load, flip, jitter -> the sample; with zoom from the source frame also the zoomed view:
         ``color`` and ``K`` become the zoomed frames (what the loss compares) and ``depth_in`` their
-        jittered target (the depth network's input), while ``color_aug`` stays un-zoomed (the pose
-        network's pairs, as with the network-size zoom). Flip and jitter are the sample's, for both."""
+        target (the depth network's input, jittered with the sample's parameters), while
+        ``color_aug`` stays un-zoomed (the pose network's pairs, as with the network-size zoom).
+        Flip and jitter are the sample's, for both."""
         frames, K = self.load_frames(index)
         sample = self.make_sample(index, frames, K, flip, jitter, jitter_seed)
         if self.zoom_prob > 0:
             fractions = self.draw_zoom(index)
             if fractions is None:
-                sample.depth_in = sample.color_aug[0]
+                sample.depth_in = sample.network_frames()[0]
             else:
                 zoomed = self.make_sample(index, *self.zoomed_frames(index, K, fractions), flip, jitter, jitter_seed)
-                sample.color, sample.K, sample.depth_in = zoomed.color, zoomed.K, zoomed.color_aug[0]
+                sample.depth_in = zoomed.network_frames()[0]
+                if sample.color_aug is None:  # the un-zoomed frames go on to the pose network
+                    sample.color_aug = sample.color
+                sample.color, sample.K = zoomed.color, zoomed.K
         return sample
 
     def paths(self, index: int) -> list[Path]:

@@ -64,13 +64,14 @@ class KittiRawDataset(FrameSampleDataset):
                  color_jitter_prob: float = 0.5, brightness: float = 0.2, contrast: float = 0.2,
                  saturation: float = 0.2, hue: float = 0.1, flip_prob: float = 0.5, seed: int = 0,
                  cache_images: bool = False, cache_dir: str | Path | None = None, zoom_prob: float = 0.0,
-                 zoom_min_scale: float = 0.5):
+                 zoom_min_scale: float = 0.5, jitter_on: str = "device"):
         if intrinsics not in ("calib", "monodepth2"):
             raise ValueError(f"intrinsics must be 'calib' or 'monodepth2', got {intrinsics!r}")
         super().__init__(height, width, len(list(frame_ids)) + int(stereo), is_train=is_train,
                          color_jitter_prob=color_jitter_prob, brightness=brightness, contrast=contrast,
                          saturation=saturation, hue=hue, flip_prob=flip_prob, seed=seed,
-                         cache_images=cache_images, zoom_prob=zoom_prob, zoom_min_scale=zoom_min_scale)
+                         cache_images=cache_images, zoom_prob=zoom_prob, zoom_min_scale=zoom_min_scale,
+                         jitter_on=jitter_on)
         self.root = Path(root)
         self.entries = list(entries)
         self.frame_ids = list(frame_ids)

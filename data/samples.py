@@ -15,27 +15,33 @@ from torch import Tensor
 from torch.utils.data import get_worker_info
 
 from common.errors import BadBatchError
+from data.color_jitter import color_jitter
 
 __all__ = ["FrameSample", "FrameBatch", "BadSample", "BadBatchError", "collate"]
 
 
 @dataclass
 class FrameSample:
-    """One training sample (CPU tensors): ``color`` ``(F, 3, H, W)`` un-jittered frames in ``[0, 1]``,
-    the target first, in the order of ``data.frame_ids`` (the stereo partner last); ``color_aug``
-    the same frames with the sample's colour jitter; ``K`` ``(3, 3)`` intrinsics in pixels of the
-    ``H x W`` frames; ``index`` the sample's index; ``T_stereo`` ``(4, 4)`` target -> stereo-partner
-    transform, or None without stereo; ``depth_in`` ``(3, H, W)`` the depth network's input where it
-    is not ``color_aug[0]`` (zoom from the source frame: ``color`` and ``K`` are then the zoomed view,
-    ``color_aug`` the un-zoomed jittered frames of the pose network), else None.
-    ``sample["color"]`` reads a field by name too."""
+    """One training sample (CPU tensors): ``color`` ``(F, 3, H, W)`` uint8 un-jittered frames, the
+    target first, in the order of ``data.frame_ids`` (the stereo partner last); ``color_aug`` the
+    same frames jittered in the loader (uint8), or None when the networks see ``color`` itself
+    (no jitter drawn, or the jitter runs on the device); ``jitter`` ``(4,)`` float32 and
+    ``jitter_order`` ``(4,)`` int64 the colour-jitter parameters the device applies to the
+    networks' frames (:mod:`data.color_jitter`), or None; ``K`` ``(3, 3)`` intrinsics in pixels of
+    the ``H x W`` frames; ``index`` the sample's index; ``T_stereo`` ``(4, 4)`` target ->
+    stereo-partner transform, or None without stereo; ``depth_in`` ``(3, H, W)`` uint8 the depth
+    network's input where it is not the target of :meth:`network_frames` (zoom from the source
+    frame: ``color`` and ``K`` are then the zoomed view, :meth:`network_frames` the un-zoomed frames
+    of the pose network), else None. ``sample["color"]`` reads a field by name too."""
 
     color: Tensor
-    color_aug: Tensor
+    color_aug: Tensor | None
     K: Tensor
     index: int
     T_stereo: Tensor | None = None
     depth_in: Tensor | None = None
+    jitter: Tensor | None = None
+    jitter_order: Tensor | None = None
 
     def __getitem__(self, name: str):
         if name not in self.keys():
@@ -43,9 +49,22 @@ class FrameSample:
         return getattr(self, name)
 
     def keys(self):
-        """The fields it holds (``T_stereo`` only with stereo), as a dict's keys view (set-like)."""
+        """The fields it holds (the optional ones only when set), as a dict's keys view (set-like)."""
         return dict.fromkeys(f.name for f in fields(self)
-                             if not (f.name in ("T_stereo", "depth_in") and getattr(self, f.name) is None)).keys()
+                             if not (f.name in _OPTIONAL and getattr(self, f.name) is None)).keys()
+
+    def network_frames(self) -> Tensor:
+        """The frames the networks see, before any jitter on the device: ``color_aug`` or ``color``."""
+        return self.color if self.color_aug is None else self.color_aug
+
+    def images(self) -> tuple[Tensor, Tensor]:
+        """``(color, color_aug)`` ``(F, 3, H, W)`` float32 in ``[0, 1]`` on the CPU, the colour jitter
+        applied: what the training device computes from this sample (for inspection and tests)."""
+        color, color_aug, _ = collate([self]).network_images("cpu")
+        return color[0], color_aug[0]
+
+
+_OPTIONAL = ("color_aug", "T_stereo", "depth_in", "jitter", "jitter_order")
 
 
 @dataclass(frozen=True)
@@ -59,24 +78,28 @@ class BadSample:
 class FrameBatch:
     """A stack of training samples (all tensors on the CPU until :meth:`to`).
 
-    ``color``: ``(B, F, 3, H, W)`` un-jittered frames in ``[0, 1]``, the target first, in the order
-    of ``data.frame_ids`` (the stereo partner last) -- what the loss compares. ``color_aug``: the
-    same frames with each sample's colour jitter -- what the networks see. ``K``: ``(B, 3, 3)``
-    intrinsics in pixels of the ``H x W`` frames. ``index``: ``(B,)`` sample indices.
-    ``T_stereo``: ``(B, 4, 4)`` target -> stereo-partner transforms, or None without stereo.
-    ``depth_in``: ``(B, 3, H, W)`` the depth network's input where it is not ``color_aug[:, 0]``
-    (zoom from the source frame, :class:`FrameSample`), else None.
-    ``bad_samples``: messages of the samples dropped from this batch. ``B`` may be 0 when every
-    sample was bad.
+    ``color``: ``(B, F, 3, H, W)`` un-jittered frames, uint8 (from the loader) or float in
+    ``[0, 1]``, the target first, in the order of ``data.frame_ids`` (the stereo partner last) --
+    what the loss compares. ``color_aug``: the frames the networks see when they differ from
+    ``color`` before the device's jitter (jittered in the loader, or the un-zoomed frames of zoom
+    from the source frame), else None. ``K``: ``(B, 3, 3)`` intrinsics in pixels of the ``H x W``
+    frames. ``index``: ``(B,)`` sample indices. ``T_stereo``: ``(B, 4, 4)`` target ->
+    stereo-partner transforms, or None without stereo. ``depth_in``: ``(B, 3, H, W)`` the depth
+    network's input where it is not the networks' target frame (zoom from the source frame,
+    :class:`FrameSample`), else None. ``jitter``/``jitter_order``: ``(B, 4)`` the colour jitter
+    :meth:`network_images` applies on the device, or None. ``bad_samples``: messages of the samples
+    dropped from this batch. ``B`` may be 0 when every sample was bad.
     """
 
     color: Tensor
-    color_aug: Tensor
+    color_aug: Tensor | None
     K: Tensor
     index: Tensor
     T_stereo: Tensor | None = None
     bad_samples: list[str] = field(default_factory=list)
     depth_in: Tensor | None = None
+    jitter: Tensor | None = None
+    jitter_order: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
@@ -87,35 +110,73 @@ class FrameBatch:
         return FrameBatch(**{k: fn(v) if isinstance(v, Tensor) else v for k, v in values.items()})
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> FrameBatch:
-        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+        """The tensors on ``device``; the jitter parameters stay where they are (the host decides
+        from them which sample takes which operation, :func:`data.color_jitter.color_jitter`)."""
+        keep = {"jitter", "jitter_order"}
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return FrameBatch(**{k: v.to(device, non_blocking=non_blocking) if isinstance(v, Tensor) and k not in keep
+                             else v for k, v in values.items()})
 
     def pin_memory(self) -> FrameBatch:
         """Called by ``DataLoader(pin_memory=True)``: page-locked copies for asynchronous transfer."""
         return self._map(lambda t: t.pin_memory())
 
+    def network_images(self, device: torch.device | str,
+                       non_blocking: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(color, color_aug, depth_in)`` as float32 in ``[0, 1]`` on ``device``: the loss's
+        un-jittered frames, the networks' jittered frames (``(B, F, 3, H, W)`` each) and the depth
+        network's input where it is not ``color_aug[:, 0]`` (else None). uint8 frames are
+        converted there; the jitter runs there (:func:`data.color_jitter.color_jitter`)."""
+        color = _as_float(self.color.to(device, non_blocking=non_blocking))
+        color_aug = color if self.color_aug is None else _as_float(self.color_aug.to(device, non_blocking=non_blocking))
+        depth_in = None if self.depth_in is None else _as_float(self.depth_in.to(device, non_blocking=non_blocking))
+        if self.jitter is not None:
+            color_aug = color_jitter(color_aug, self.jitter, self.jitter_order)
+            if depth_in is not None:
+                depth_in = color_jitter(depth_in, self.jitter, self.jitter_order)
+        return color, color_aug, depth_in
+
+
+def _as_float(t: Tensor) -> Tensor:
+    """uint8 frames -> float32 in ``[0, 1]``; float frames as float32."""
+    return t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
+
 
 def _stack(tensors: list[Tensor]) -> Tensor:
     """``torch.stack``; in a loader worker straight into shared memory (as ``default_collate``), so
-    the batch reaches the training process without another copy."""
+    the batch reaches the training process without another copy. Either way the batch keeps the
+    samples' memory layout (frames: channels innermost, :func:`data.frames.frames_to_uint8`), so a
+    batch from a worker is the batch the training process would have stacked, stride for stride."""
     if get_worker_info() is None:
         return torch.stack(tensors)
     first = tensors[0]
+    physical = sorted(range(first.dim()), key=lambda d: -first.stride(d))  # outermost first
+    views = [t.permute(physical) for t in tensors]
     storage = first._typed_storage()._new_shared(first.numel() * len(tensors), device=first.device)
-    out = first.new(storage).resize_(len(tensors), *first.shape)
-    return torch.stack(tensors, out=out)
+    out = first.new(storage).resize_(len(tensors), *views[0].shape)
+    torch.stack(views, out=out)
+    return out.permute(0, *(1 + physical.index(d) for d in range(first.dim())))
+
+
+def _stack_field(good: list[FrameSample], name: str) -> Tensor | None:
+    """The field stacked over the samples; None when the first sample has none."""
+    if getattr(good[0], name) is None:
+        return None
+    return _stack([getattr(s, name) for s in good])
 
 
 def collate(samples: list) -> FrameBatch:
     """Stack the :class:`FrameSample` objects into a :class:`FrameBatch`; ``None`` samples are dropped, and
-    so are :class:`BadSample` markers, whose messages go to ``bad_samples``."""
+    so are :class:`BadSample` markers, whose messages go to ``bad_samples``. ``color_aug`` is
+    stacked when any sample has one (the others contribute their ``color``)."""
     bad = [s.message for s in samples if isinstance(s, BadSample)]
     good = [s for s in samples if s is not None and not isinstance(s, BadSample)]
     if not good:
         empty = torch.empty(0)
-        return FrameBatch(empty, empty, empty, torch.empty(0, dtype=torch.int64), bad_samples=bad)
-    stereo = good[0].T_stereo is not None
-    depth_in = good[0].depth_in is not None
-    return FrameBatch(_stack([s.color for s in good]), _stack([s.color_aug for s in good]),
-                      _stack([s.K for s in good]), torch.tensor([s.index for s in good]),
-                      _stack([s.T_stereo for s in good]) if stereo else None, bad,
-                      _stack([s.depth_in for s in good]) if depth_in else None)
+        return FrameBatch(empty, None, empty, torch.empty(0, dtype=torch.int64), bad_samples=bad)
+    color_aug = (_stack([s.network_frames() for s in good]) if any(s.color_aug is not None for s in good)
+                 else None)
+    return FrameBatch(_stack([s.color for s in good]), color_aug, _stack([s.K for s in good]),
+                      torch.tensor([s.index for s in good]), _stack_field(good, "T_stereo"), bad,
+                      _stack_field(good, "depth_in"), _stack_field(good, "jitter"),
+                      _stack_field(good, "jitter_order"))

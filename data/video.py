@@ -386,12 +386,12 @@ class VideoFolderDataset(FrameSampleDataset):
                  is_train: bool = True, static_threshold: float = 0.0, color_jitter_prob: float = 0.5,
                  brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2, hue: float = 0.1,
                  flip_prob: float = 0.5, seed: int = 0, cache_images: bool = False, zoom_prob: float = 0.0,
-                 zoom_min_scale: float = 0.5):
+                 zoom_min_scale: float = 0.5, jitter_on: str = "device"):
         frame_ids = list(frame_ids)
         super().__init__(height, width, len(frame_ids), is_train=is_train, color_jitter_prob=color_jitter_prob,
                          brightness=brightness, contrast=contrast, saturation=saturation, hue=hue,
                          flip_prob=flip_prob, seed=seed, cache_images=cache_images, zoom_prob=zoom_prob,
-                         zoom_min_scale=zoom_min_scale)
+                         zoom_min_scale=zoom_min_scale, jitter_on=jitter_on)
         self.sequences = list(sequences)
         self.frame_ids = frame_ids
         self.static_threshold = float(static_threshold)
@@ -457,7 +457,8 @@ def build_video_data(data_cfg: DataConfig, augment_cfg: AugmentConfig, seed: int
     common = dict(static_threshold=data_cfg.static_threshold, color_jitter_prob=augment_cfg.color_jitter_prob,
                   brightness=augment_cfg.brightness, contrast=augment_cfg.contrast,
                   saturation=augment_cfg.saturation, hue=augment_cfg.hue, flip_prob=augment_cfg.flip_prob,
-                  seed=seed, cache_images=data_cfg.cache_images, **augment_cfg.frame_zoom())
+                  seed=seed, cache_images=data_cfg.cache_images, jitter_on=augment_cfg.color_jitter_on,
+                  **augment_cfg.frame_zoom())
     train = VideoFolderDataset(train_seqs, data_cfg.height, data_cfg.width, data_cfg.frame_ids, is_train=True,
                                **common)
     val = VideoFolderDataset(val_seqs, data_cfg.height, data_cfg.width, data_cfg.frame_ids, is_train=False,

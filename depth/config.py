@@ -369,6 +369,8 @@ def validate(cfg: Config) -> None:
         v = getattr(a, key)
         _check(0 <= v <= 1, f"augment.{key}", f"must be a probability in [0, 1], got {v}")
     _check(0 < a.zoom_min_scale <= 1, "augment.zoom_min_scale", f"must be in (0, 1], got {a.zoom_min_scale}")
+    _check(a.color_jitter_on in ("device", "loader"), "augment.color_jitter_on",
+           f"device | loader, got {a.color_jitter_on!r}")
     _check(a.zoom_source in ("network", "frame"), "augment.zoom_source",
            f"network | frame, got {a.zoom_source!r}")
     _check(o.lr > 0, "optim.lr", f"must be > 0, got {o.lr}")

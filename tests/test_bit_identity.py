@@ -68,7 +68,9 @@ def _run(root: Path, out: Path, extra: tuple[str, ...]) -> tuple[Trainer, dict]:
         "train.batch_size=2", f"train.max_steps={STEPS}", "train.num_workers=0", "train.progress=false",
         "train.log_every=5", "train.image_every=10", "train.val_every=10", "train.checkpoint_every=20",
         "train.device=cpu", "train.seed=3", "optim.warmup_steps=5", "optim.step_milestones=[15]",
-        f"output.dir={out}", *extra])
+        # the digests were recorded with the colour jitter in the loader (albumentations); the jitter
+        # on the device (the default since) is checked against torchvision in test_color_jitter.py
+        "augment.color_jitter_on=loader", f"output.dir={out}", *extra])
     train_set, val_images, val_gt = build_training_data(cfg.data, cfg.augment, cfg.train.seed)
     trainer = Trainer(cfg, train_set, ValidationData(val_images, val_gt))
     return trainer, trainer.fit()

@@ -102,7 +102,8 @@ class _Samples(Dataset):
         return 4
 
     def __getitem__(self, i):
-        c = torch.full((3, 3, 8, 8), float(i))
+        # uint8 frames with channels innermost, as data.frames.frames_to_uint8 makes them
+        c = torch.arange(3 * 8 * 8 * 3, dtype=torch.uint8).add(i).view(3, 8, 8, 3).permute(0, 3, 1, 2)
         return FrameSample(color=c, color_aug=c + 1, K=torch.eye(3), index=i)
 
 
@@ -116,9 +117,13 @@ def test_worker_batches_are_built_in_shared_memory():
     travels to the training process); in the main process it is an ordinary tensor."""
     batch, *shared = next(iter(DataLoader(_Samples(), batch_size=4, num_workers=1, collate_fn=_collate_and_report)))
     assert shared == [True, True, True]
-    assert torch.equal(batch.color[:, 0, 0, 0, 0], torch.arange(4.0)) and torch.equal(batch.color_aug, batch.color + 1)
+    assert torch.equal(batch.color[:, 0, 0, 0, 0], torch.arange(4, dtype=torch.uint8))
+    assert torch.equal(batch.color_aug, batch.color + 1)
     here = collate([_Samples()[i] for i in range(4)])
     assert not here.color.is_shared() and torch.equal(here.color, batch.color)
+    # the same memory layout as in the main process (channels innermost): the networks and the loss
+    # get the same strides, so training rounds alike with and without workers
+    assert batch.color.stride() == here.color.stride() == (576, 192, 1, 24, 3)
 
 
 def test_disparity_heads_and_attention_run_in_fp32_under_autocast():

@@ -50,10 +50,29 @@ def _tmp_layout(kitti_sample: Path, tmp_path: Path, frames=(0, 1, 2), same_png: 
     return root
 
 
-def _dataset(root, entries, **kw) -> KittiRawDataset:
+class _Viewed:
+    """A dataset whose samples read as the training device sees them: ``color`` and ``color_aug``
+    float32 in [0, 1] with the jitter applied (``FrameSample.images``); ``raw`` is the sample."""
+
+    def __init__(self, ds: KittiRawDataset):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getattr__(self, name: str):  # set_epoch, paths, ...
+        return getattr(self.ds, name)
+
+    def __getitem__(self, index: int) -> dict:
+        raw = self.ds[index]
+        color, color_aug = raw.images()
+        return {**{k: raw[k] for k in raw.keys()}, "color": color, "color_aug": color_aug, "raw": raw}
+
+
+def _dataset(root, entries, **kw) -> _Viewed:
     defaults = dict(color_jitter_prob=0.0, flip_prob=0.0)
     defaults.update(kw)
-    return KittiRawDataset(root, entries, H, W, **defaults)
+    return _Viewed(KittiRawDataset(root, entries, H, W, **defaults))
 
 
 # ---------------------------------------------------------------- calibration
@@ -93,6 +112,7 @@ def test_real_triplet_shapes_values_and_K(kitti_sample, tmp_path):
     ds = _dataset(kitti_sample, entries)
     assert len(ds) == 1
     s = ds[0]
+    assert s["raw"].color.dtype == torch.uint8  # frames travel as uint8, converted on the device
     assert s["color"].shape == (3, 3, H, W) and s["color"].dtype == torch.float32
     assert s["color_aug"].shape == (3, 3, H, W)
     assert 0.0 <= s["color"].min() and s["color"].max() <= 1.0
@@ -170,20 +190,25 @@ def test_flip_mirrors_images_and_principal_point(kitti_sample, tmp_path):
         assert flipped["K"][r, c].item() == pytest.approx(plain["K"][r, c].item())
 
 
-def test_jitter_only_changes_color_aug(kitti_sample, tmp_path):
+JITTER_ON = pytest.mark.parametrize("jitter_on", ["device", "loader"])
+
+
+@JITTER_ON
+def test_jitter_only_changes_color_aug(kitti_sample, tmp_path, jitter_on):
     entries = _split(tmp_path, f"{DRIVE} 1 l\n")
     plain = _dataset(kitti_sample, entries)[0]
-    jit = _dataset(kitti_sample, entries, color_jitter_prob=1.0)[0]
+    jit = _dataset(kitti_sample, entries, color_jitter_prob=1.0, jitter_on=jitter_on)[0]
     torch.testing.assert_close(jit["color"], plain["color"])  # the loss sees un-jittered frames
     assert (jit["color_aug"] - jit["color"]).abs().mean() > 1e-3
     assert 0 <= jit["color_aug"].min() and jit["color_aug"].max() <= 1
 
 
-def test_jitter_parameters_shared_by_all_frames(kitti_sample, tmp_path):
+@JITTER_ON
+def test_jitter_parameters_shared_by_all_frames(kitti_sample, tmp_path, jitter_on):
     """Three identical frames jittered with one parameter draw stay identical (docs/method.md §1)."""
     root = _tmp_layout(kitti_sample, tmp_path, frames=(0, 1, 2), same_png=1)
     entries = _split(tmp_path, f"{DRIVE} 1 l\n")
-    ds = _dataset(root, entries, color_jitter_prob=1.0)
+    ds = _dataset(root, entries, color_jitter_prob=1.0, jitter_on=jitter_on)
     for epoch in range(3):
         ds.set_epoch(epoch)
         s = ds[0]
@@ -193,9 +218,10 @@ def test_jitter_parameters_shared_by_all_frames(kitti_sample, tmp_path):
         torch.testing.assert_close(s["color_aug"][2], s["color_aug"][0], atol=0, rtol=0)
 
 
-def test_same_seed_epoch_index_gives_same_sample(kitti_sample, tmp_path):
+@JITTER_ON
+def test_same_seed_epoch_index_gives_same_sample(kitti_sample, tmp_path, jitter_on):
     entries = _split(tmp_path, f"{DRIVE} 1 l\n{DRIVE} 1 l\n")
-    kw = dict(color_jitter_prob=1.0, flip_prob=0.5, seed=3)
+    kw = dict(color_jitter_prob=1.0, flip_prob=0.5, seed=3, jitter_on=jitter_on)
     a, b = _dataset(kitti_sample, entries, **kw), _dataset(kitti_sample, entries, **kw)
     a.set_epoch(2)
     b.set_epoch(2)
@@ -208,7 +234,7 @@ def test_same_seed_epoch_index_gives_same_sample(kitti_sample, tmp_path):
     assert not torch.equal(b[0]["color_aug"], sa["color_aug"])
     assert not torch.equal(a[1]["color_aug"], sa["color_aug"])
     # another seed too
-    c = _dataset(kitti_sample, entries, color_jitter_prob=1.0, flip_prob=0.5, seed=4)
+    c = _dataset(kitti_sample, entries, **{**kw, "seed": 4})
     c.set_epoch(2)
     assert not torch.equal(c[0]["color_aug"], sa["color_aug"])
 
@@ -218,6 +244,7 @@ def test_validation_mode_never_augments(kitti_sample, tmp_path):
     ds = _dataset(kitti_sample, entries, color_jitter_prob=1.0, flip_prob=1.0, is_train=False)
     plain = _dataset(kitti_sample, entries)[0]
     s = ds[0]
+    assert s["raw"].jitter is None and s["raw"].color_aug is None  # nothing drawn, nothing shipped
     torch.testing.assert_close(s["color_aug"], plain["color"])
     torch.testing.assert_close(s["K"], plain["K"])
 

@@ -268,9 +268,10 @@ def test_true_depth_and_poses_reach_the_loss_unchanged(mono):
     m = mono["cfg"].model
     d = torch.where(mono["depth"] > 0, mono["depth"], torch.full_like(mono["depth"], m.max_depth))
     torch.testing.assert_close(run["depth"], d.clamp(m.min_depth, m.max_depth), rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(run["target"], batch.color[:, 0])
-    torch.testing.assert_close(run["sources"][0], batch.color[:, 1])
-    torch.testing.assert_close(run["sources"][1], batch.color[:, 2])
+    color = batch.network_images("cpu")[0]  # float32 in [0, 1]: the loss's frames
+    torch.testing.assert_close(run["target"], color[:, 0])
+    torch.testing.assert_close(run["sources"][0], color[:, 1])
+    torch.testing.assert_close(run["sources"][1], color[:, 2])
     torch.testing.assert_close(run["K"], batch.K)
 
 
@@ -341,8 +342,9 @@ def test_zoomed_batch_with_zoomed_truth(mono, street, tmp_path):
     nets = TrueNetworks(cfg, mono["depth"], mono["poses"], boxes=boxes)
     run = _assemble(trainer, mono["batch"], nets, step=0)
     # the boxes are the ones compute_loss drew: the depth net's input is the target zoomed by them
-    torch.testing.assert_close(nets.depth_in, zoom_images(mono["batch"].color_aug[:, 0], boxes))
-    torch.testing.assert_close(run["target"], zoom_images(mono["batch"].color[:, 0], boxes))
+    color, color_aug, _ = mono["batch"].network_images("cpu")
+    torch.testing.assert_close(nets.depth_in, zoom_images(color_aug[:, 0], boxes))
+    torch.testing.assert_close(run["target"], zoom_images(color[:, 0], boxes))
     has_gt = zoom_images(mono["has_gt"].float(), boxes) >= 1  # no bilinear mix with a pixel without GT
     masks = _masks(run, has_gt)
     errors = _errors(run, masks)
@@ -379,7 +381,7 @@ def test_stereo_source_with_the_true_baseline(street, tmp_path):
     depth, poses = _truth(cfg, train_set)
     run = _assemble(trainer, batch, TrueNetworks(cfg, depth, poses, units=UNITS))
     assert len(run["sources"]) == 3
-    torch.testing.assert_close(run["sources"][2], batch.color[:, 3])
+    torch.testing.assert_close(run["sources"][2], batch.network_images("cpu")[0][:, 3])
     expected = torch.eye(4).repeat(4, 1, 1)
     expected[:, 0, 3] = -0.02
     torch.testing.assert_close(run["poses"][2], expected)

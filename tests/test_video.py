@@ -94,10 +94,10 @@ def test_mp4_and_jpeg_folder_load_identically(tmp_path):
     assert len(ds_a) == len(ds_b) == 6
     for i in (0, 3, 5):
         a, b = ds_a[i], ds_b[i]
-        assert a.keys() == b.keys() == {"color", "color_aug", "K", "index"}
-        assert a["color"].shape == b["color"].shape == (3, 3, 64, 128)
+        assert a.keys() == b.keys() == {"color", "K", "index"}  # no jitter drawn: no second set of frames
+        assert a["color"].shape == b["color"].shape == (3, 3, 64, 128) and a["color"].dtype == torch.uint8
         torch.testing.assert_close(a["K"], b["K"])
-        diff = (a["color"] - b["color"]).abs()
+        diff = (a.images()[0] - b.images()[0]).abs()
         assert diff.mean() < 0.02 and diff.max() < 0.25, (float(diff.mean()), float(diff.max()))
     # decoded once: a second discovery reuses the cached frames
     marker = tmp_path / "b" / ".frames" / "seq-stride1" / "frames.json"
@@ -150,7 +150,7 @@ def test_intrinsics_rescaled_for_non_centred_principal_point_and_aspect_change(t
     sx, sy = 128 / W1, 96 / H1
     np.testing.assert_allclose(K, np.array([[310 * sx, 0, 0.3 * W1 * sx], [0, 290 * sy, 0.7 * H1 * sy], [0, 0, 1]]),
                                rtol=1e-6)
-    net = (s["color"][0].permute(1, 2, 0).numpy() * 255)
+    net = s["color"][0].permute(1, 2, 0).numpy().astype(np.float64)
     uv1 = (K @ pts.T).T
     uv1 = uv1[:, :2] / uv1[:, 2:]
     for u, v in uv1:
@@ -220,11 +220,13 @@ def test_split_by_sequence_and_sample_contract(tmp_path):
     assert len(train) == 4 * 1 and len(val) == 1
     assert {s.name for s in train.sequences}.isdisjoint({s.name for s in val.sequences})
     s = train[0]
-    assert s["color"].shape == s["color_aug"].shape == (3, 3, 64, 128) and s["color"].dtype == torch.float32
-    assert not torch.equal(s["color"], s["color_aug"])  # jittered
-    torch.testing.assert_close(train[0]["color_aug"], s["color_aug"])  # deterministic per (seed, epoch, index)
+    color, color_aug = s.images()
+    assert color.shape == color_aug.shape == (3, 3, 64, 128) and color.dtype == torch.float32
+    assert not torch.equal(color, color_aug)  # jittered
+    torch.testing.assert_close(train[0].images()[1], color_aug)  # deterministic per (seed, epoch, index)
     v = val[0]
-    assert torch.equal(v["color"], v["color_aug"])  # no augmentation for validation
+    assert v.jitter is None and v.color_aug is None  # no augmentation for validation
+    assert torch.equal(*v.images())
 
 
 def test_config_keys_and_train_command_without_intrinsics(tmp_path, capsys):

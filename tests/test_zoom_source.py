@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from common.errors import ConfigError
+from data.color_jitter import IDENTITY, color_jitter
 from data.datasets import build_training_data
 from data.frames import FrameSampleDataset
 from data.samples import collate
@@ -29,7 +30,7 @@ class _Files(FrameSampleDataset):
     """A one-sample dataset over given image files (``K_net``: intrinsics at the network size)."""
 
     def __init__(self, paths, K_net, **kw):
-        super().__init__(H, W, len(paths), color_jitter_prob=0.0, flip_prob=0.0, **kw)
+        super().__init__(H, W, len(paths), **{"color_jitter_prob": 0.0, "flip_prob": 0.0, **kw})
         self._paths, self.K_net = [Path(p) for p in paths], np.asarray(K_net, np.float32)
 
     def __len__(self):
@@ -103,12 +104,12 @@ def test_frame_zoom_sample_fields_and_reproducibility(street):
     fr = ds.draw_zoom(0)
     assert fr is not None and all(0.5 <= f <= 1.0 for f in fr)
     frames, K = ds.zoomed_frames(0, ds.K_net, fr)
-    zoomed = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 255
+    zoomed = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)  # uint8, as the frames travel
     torch.testing.assert_close(s.color, zoomed)  # what the loss compares: the zoomed view
     torch.testing.assert_close(s.depth_in, zoomed[0])  # the depth input: its (here un-jittered) target
     torch.testing.assert_close(s.K, torch.from_numpy(K))
     plain = ds.make_sample(0, *ds.load_frames(0), False, False, 0)
-    torch.testing.assert_close(s.color_aug, plain.color_aug)  # the pose network's frames: un-zoomed
+    torch.testing.assert_close(s.color_aug, plain.network_frames())  # the pose network's frames: un-zoomed
     assert not torch.equal(s.color, s.color_aug)
     again = ds[0]  # a function of (seed, epoch, index): resume and workers see the same sample
     assert torch.equal(again.color, s.color) and torch.equal(again.K, s.K)
@@ -122,6 +123,22 @@ def test_frame_zoom_sample_fields_and_reproducibility(street):
     off = _Files([street["path"]], street["K_net"])  # zoom_prob 0: nothing extra
     assert off[0].depth_in is None and collate([off[0]]).depth_in is None and off.draw_zoom(0) is None
     assert _Files([street["path"]], street["K_net"], zoom_prob=1.0, is_train=False).draw_zoom(0) is None
+
+
+def test_frame_zoom_depth_input_takes_the_device_jitter(street):
+    """With the jitter on the device, the zoomed depth input and the un-zoomed pose frames both get
+    the sample's one parameter draw; the loss's zoomed frames get none."""
+    ds = _Files([street["path"]] * 3, street["K_net"], zoom_prob=1.0, color_jitter_prob=1.0, jitter_on="device")
+    s = ds[0]
+    assert s.jitter is not None and tuple(s.jitter.tolist()) != IDENTITY
+    color, color_aug, depth_in = collate([s]).network_images("cpu")
+    as_float = lambda t: t.float()[None] / 255  # noqa: E731
+    params = (s.jitter[None], s.jitter_order[None])
+    torch.testing.assert_close(color, as_float(s.color))  # un-jittered, zoomed
+    torch.testing.assert_close(depth_in, color_jitter(as_float(s.depth_in), *params))
+    torch.testing.assert_close(color_aug, color_jitter(as_float(s.color_aug), *params))
+    assert (depth_in - as_float(s.depth_in)).abs().mean() > 1e-3  # the jitter was applied
+    torch.testing.assert_close(as_float(s.depth_in), color[:, 0])  # before it: the zoomed target
 
 
 def _cfg(root, out, source):

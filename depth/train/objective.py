@@ -43,12 +43,13 @@ class Objective:
         """Forward both networks and the loss (no optimiser work). ``rank`` picks the zoom draw and
         the auto-mask noise; ``zoom=False`` skips zoom imitation (validation)."""
         cfg, device = self.cfg, self.where.device
-        color = batch.color.to(device, non_blocking=True)  # B F 3 H W, un-jittered
-        color_aug = batch.color_aug.to(device, non_blocking=True)
-        K = batch.K.to(device).float()
+        # B F 3 H W float on the device: un-jittered (the loss's), jittered (the networks'); zoom from
+        # the source frame came zoomed from the dataset (batch.depth_in, batch.color, batch.K)
+        color, color_aug, depth_in = batch.network_images(device)
+        K = batch.K.to(device, non_blocking=True).float()
         frame_ids = tuple(cfg.data.frame_ids)
-        # zoom from the source frame came zoomed from the dataset (batch.depth_in, batch.color, batch.K)
-        depth_in = color_aug[:, 0] if batch.depth_in is None else batch.depth_in.to(device, non_blocking=True)
+        if depth_in is None:
+            depth_in = color_aug[:, 0]
         if zoom and cfg.augment.zoom_prob > 0 and cfg.augment.zoom_source == "network":
             b, _, _, h, w = color.shape
             boxes = self.zoom_boxes(step, rank, b, h, w)  # on the CPU: zoom checks them without a device sync
