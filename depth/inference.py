@@ -15,6 +15,8 @@ Windows are ``(top, bottom, left, right)`` in pixels (bottom/right exclusive).
 from __future__ import annotations
 
 import itertools
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -35,7 +37,7 @@ from depth.model import open_model
 
 __all__ = [
     "network_input", "predict_disparities", "batch_post_process_disparity", "centre_window",
-    "zoom_post_process", "zoom_window", "predict_for_gt", "predict_relative_poses", "resolve_device", "batched", "ZOOM_PP_SCALES", "TorchDepthRunner", "predict_frame",
+    "zoom_post_process", "zoom_window", "predict_for_gt", "predict_relative_poses", "resolve_device", "batched", "prefetched", "ZOOM_PP_SCALES", "TorchDepthRunner", "predict_frame",
 ]
 
 T = TypeVar("T")
@@ -54,6 +56,47 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
+
+
+def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """``items`` in order, produced by a background thread up to ``depth`` ahead: the next images
+    are read and decoded (OpenCV and NumPy release the GIL) while the device works on the current
+    ones. An exception raised producing an item is raised here, where that item would have come;
+    a consumer that stops early stops the producer."""
+    box: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    end = object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as e:  # noqa: BLE001 -- handed to the consumer, raised there
+            put((end, e))
+
+    worker = threading.Thread(target=produce, name="prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = box.get()
+            if item is end:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
 
 
 def network_input(images: Sequence[np.ndarray], size_wh: tuple[int, int]) -> Tensor:
@@ -149,7 +192,8 @@ def predict_disparities(predict: Callable[[Tensor], Tensor], images: Iterable[np
                         zoom: float | None = None, progress: bool = False,
                         device: torch.device | str | None = None) -> np.ndarray:
     """Scaled disparities ``(N, h, w)`` float32 at the network size ``size_wh = (w, h)`` of
-    full-resolution ``H x W x 3`` uint8 RGB images (read lazily, ``batch_size`` at a time).
+    full-resolution ``H x W x 3`` uint8 RGB images (read lazily, ``batch_size`` at a time, the
+    next batch read by a background thread while this one is predicted: :func:`prefetched`).
 
     ``predict`` and ``output``: see the module doc; ``device``: where the batches go before
     ``predict`` (None: left on the CPU). ``post_process``: ``none``, ``flip`` (Monodepth2) or
@@ -163,7 +207,7 @@ def predict_disparities(predict: Callable[[Tensor], Tensor], images: Iterable[np
         images = (crop_window(im, centre_window(im.shape[0], im.shape[1], zoom)) for im in images)
     out: list[np.ndarray] = []
     with tqdm(desc="predict", unit="img", disable=not progress) as bar:
-        for batch in batched(images, batch_size):
+        for batch in prefetched(batched(images, batch_size)):  # the next batch is read meanwhile
             if post_process == "zoom":
                 out.append(_zoom_post_process(fwd, batch, size_wh, ZOOM_PP_SCALES))
             else:
@@ -232,7 +276,7 @@ def predict_relative_poses(pose_predict: Callable, frames: Iterable[np.ndarray],
     out = []
     pairs = itertools.pairwise(resize_image(im, size_wh) for im in frames)  # (frame i, frame i+1)
     with tqdm(desc="pose", unit="pair", disable=not progress) as bar, torch.inference_mode():
-        for batch in batched(pairs, batch_size):
+        for batch in prefetched(batched(pairs, batch_size)):
             frames_a, frames_b = zip(*batch)
             aa, t = pose_predict(frames_to_tensor(frames_a), frames_to_tensor(frames_b))
             out.append(pose_vector_to_matrix(aa.reshape(-1, 3), t.reshape(-1, 3)).double().cpu().numpy())

@@ -88,7 +88,7 @@ def test_synthetic_frames_load_through_the_project_dataset(tmp_path):
     K0 = np.array([[721.5377, 0, 609.5593], [0, 721.5377, 172.854], [0, 0, 1]])
     np.testing.assert_allclose(s["K"].numpy(), resize_intrinsics(K0, (1242, 375), (192, 64)), rtol=1e-5)
     # consecutive frames differ (a moving window) but share most of their content
-    a, b = (np.asarray(s["color"][i]) for i in (0, 2))
+    a, b = (np.asarray(s.images()[0][i]) for i in (0, 2))
     assert 0 < np.abs(a - b).mean() < 0.2
     again = gpu_check.write_frames(root, 6, workers=1)  # reused, not rewritten
     assert again["mean_kb"] == info["mean_kb"] and pngs[0].stat().st_mtime_ns == sorted(

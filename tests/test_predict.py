@@ -1,6 +1,9 @@
 """python -m depth.predict on real KITTI frames, a synthetic video, bad inputs and an ONNX model."""
 from __future__ import annotations
 
+import threading
+import time
+
 import cv2
 import numpy as np
 import onnx
@@ -10,6 +13,7 @@ from onnx import TensorProto, helper
 
 from depth.config import Config
 from depth.eval.scale import ground_scale
+from depth.inference import prefetched
 from depth.predict import main
 from depth.visualize import colorize_disparity
 from tests.helpers import write_checkpoint
@@ -264,3 +268,53 @@ def test_disparity_range_pools_frames_and_colour_bar_reads_depth():
     np.testing.assert_array_equal(bar[0, 0], lut[255])  # near (vmax) on top
     np.testing.assert_array_equal(bar[99, 0], lut[0])  # far (vmin) at the bottom
     assert bar[:, 20:].max() == 255  # tick labels drawn
+
+
+# ---------------------------------------------------------------- prefetching
+
+
+def test_prefetched_keeps_order_and_runs_ahead_in_another_thread():
+    producers = []
+
+    def items():
+        for i in range(7):
+            producers.append(threading.current_thread().name)
+            yield i
+    seen = []
+    for i in prefetched(items(), depth=2):
+        if i == 0:  # while the first item is consumed, the producer works ahead
+            deadline = time.monotonic() + 5
+            while len(producers) < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(producers) >= 3
+        seen.append(i)
+    assert seen == list(range(7))
+    assert set(producers) == {"prefetch"}
+
+
+def test_prefetched_raises_where_the_item_failed_and_stops_early():
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError("image 2 is unreadable")
+    got = []
+    with pytest.raises(ValueError, match="image 2 is unreadable"):
+        for i in prefetched(failing()):
+            got.append(i)
+    assert got == [1, 2]
+    produced = []
+
+    def endless():
+        n = 0
+        while True:
+            produced.append(n)
+            yield n
+            n += 1
+    for i in prefetched(endless(), depth=2):
+        if i == 3:
+            break
+    time.sleep(0.3)
+    assert len(produced) <= 3 + 1 + 2 + 1  # stopped: at most the queue's depth beyond the last item read
+    n_after = len(produced)
+    time.sleep(0.2)
+    assert len(produced) == n_after

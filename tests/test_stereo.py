@@ -32,7 +32,7 @@ def _gt_entry(root):
 def _errors(sample, depth: np.ndarray, T: torch.Tensor | None = None):
     """Mean photometric error of the stereo partner warped into the target (valid GT pixels whose
     projection lands inside the partner), and of the unwarped partner, for comparison."""
-    color = sample["color"][None]
+    color = sample.images()[0][None]  # float32 in [0, 1], as the device sees it
     target, partner = color[:, 0], color[:, -1]
     d = torch.from_numpy(np.where(depth > 0, depth, 1e3).astype(np.float32))[None, None]
     T = sample["T_stereo"][None] if T is None else T[None]
