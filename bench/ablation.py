@@ -23,6 +23,8 @@ lr x0.1 at 700/900 of the steps -- and, at one seed, one pose-net initialisation
 * ``baseline_devjit``: ``baseline`` with the colour jitter on the training device
   (``augment.color_jitter_on=device``, the default since the rows were first measured; every other
   row keeps the loader's albumentations jitter they were measured with, so rows stay comparable);
+* ``baseline_posestack``: ``baseline`` with ``train.pose_stacked=true`` (one pose-net call on all
+  pairs: its BatchNorm statistics mix them);
 * ``--network exact``: the rows on the authors' exact network (HRNet-18 + DIFFNet; rows
   ``<variant>-exact``); ``baseline_ss`` is then its plain head, the reference of ``dca`` and ``full``;
 * ``--init-from runs/ablation/baseline_s{seed}``: every row starts from a converged run's weights
@@ -119,6 +121,8 @@ register_variant("zoom_frame", BASE, ["augment.zoom_prob=0.5", "augment.zoom_sou
 register_variant("full_frame", DABNET, [*SCHEDULE, "augment.zoom_source=frame"])
 # the jitter on the training device (kornia, data.color_jitter): must not cost accuracy
 register_variant("baseline_devjit", BASE, ["augment.color_jitter_on=device"])
+# the pose net once on the stacked pairs (BatchNorm over all pairs together)
+register_variant("baseline_posestack", BASE, ["train.pose_stacked=true"])
 
 # --network: the rows' own network (ResNet-18 + Monodepth2's decoder) or the authors' exact one
 # (HRNet-18 with their concatenated features + DIFFNet decoder: docs/method.md); exact runs live in

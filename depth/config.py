@@ -116,6 +116,10 @@ class TrainConfig:
     channels_last: bool = True  # CUDA only: NHWC weights and inputs (ignored on the CPU)
     # torch.compile the networks (in place: checkpoint keys unchanged) and the loss (one graph)
     compile: bool = False
+    # one pose-net call on all (source, target) pairs stacked along the batch instead of one call
+    # per source: fewer, larger kernels on a GPU; its BatchNorm then normalises over all pairs
+    # together, which changes the training arithmetic (off: Monodepth2's per-source calls)
+    pose_stacked: bool = False
     nan_policy: str = "error"  # error | skip
     sync_bn: bool = False
     progress: bool = True

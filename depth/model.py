@@ -43,7 +43,8 @@ class Networks(nn.Module):
 
     ``forward(color_aug, depth_in, frame_ids)`` -> ``(disparities, pose_vectors)``: the depth net's
     sigmoids on ``depth_in`` (every trained scale, finest first) and one ``(axisangle,
-    translation)`` per source frame, the pose net taking the jittered, never zoomed frames
+    translation)`` per source frame (``pose_stacked``: from one pose-net call on all pairs stacked
+    along the batch, ``train.pose_stacked``), the pose net taking the jittered, never zoomed frames
     ``color_aug`` ``(B, F, 3, H, W)`` in temporal order (resized to ``model.pose_size`` inside
     :class:`depth.networks.PoseNet`). Checkpoints store ``depth_net`` and ``pose_net`` as two state
     dicts. ``pose_net`` is None for a model that needs none -- stereo-only training
@@ -55,13 +56,16 @@ class Networks(nn.Module):
         super().__init__()
         self.depth_net, self.pose_net = depth_net, pose_net
 
-    def forward(self, color_aug: Tensor, depth_in: Tensor, frame_ids: tuple[int, ...]):
-        poses = []
-        for i, f in enumerate(frame_ids[1:], 1):
-            if f < 0:
-                poses.append(self.pose_net(color_aug[:, i], color_aug[:, 0]))
-            else:
-                poses.append(self.pose_net(color_aug[:, 0], color_aug[:, i]))
+    def forward(self, color_aug: Tensor, depth_in: Tensor, frame_ids: tuple[int, ...],
+                pose_stacked: bool = False):
+        # each pair in temporal order: (earlier, later)
+        pairs = [(color_aug[:, i], color_aug[:, 0]) if f < 0 else (color_aug[:, 0], color_aug[:, i])
+                 for i, f in enumerate(frame_ids[1:], 1)]
+        if pose_stacked and len(pairs) > 1:  # train.pose_stacked: one call, pairs along the batch
+            axisangle, translation = self.pose_net(torch.cat([a for a, _ in pairs]), torch.cat([b for _, b in pairs]))
+            poses = list(zip(axisangle.chunk(len(pairs)), translation.chunk(len(pairs))))
+        else:
+            poses = [self.pose_net(a, b) for a, b in pairs]
         return self.depth_net.forward_scales(depth_in), poses
 
 

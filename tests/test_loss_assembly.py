@@ -154,7 +154,7 @@ class TrueNetworks(nn.Module):
         d = d.clamp(m.min_depth, m.max_depth)
         return ((1 / d - 1 / m.max_depth) / (1 / m.min_depth - 1 / m.max_depth)).clamp(0, 1)
 
-    def forward(self, color_aug, depth_in, frame_ids):
+    def forward(self, color_aug, depth_in, frame_ids, pose_stacked=False):
         self.depth_in = depth_in
         sig = self.sigmoid()
         disparities = [sig if s == 0 else F.interpolate(sig, size=(H >> s, W >> s), mode="area")

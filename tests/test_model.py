@@ -102,6 +102,33 @@ def test_pose_output_scales():
     torch.testing.assert_close(r1, r0 * 2, rtol=1e-5, atol=1e-9)
 
 
+def test_stacked_pose_pairs_equal_separate_calls_in_eval_and_differ_in_training():
+    """train.pose_stacked: one pose-net call on all pairs (temporal order kept: (-1, 0) and (0, +1))
+    gives each pair's own pose when BatchNorm uses its running statistics; in training the batch
+    statistics of the stacked call mix the pairs, so the poses differ (why it is off by default)."""
+    torch.manual_seed(0)
+    nets = build_networks(load_config(overrides=["model.encoder=resnet18", "model.pretrained=false"]))
+    color_aug = torch.rand(2, 3, 3, 64, 96)
+    depth_in = color_aug[:, 0]
+    frame_ids = (0, -1, 1)
+    nets.eval()
+    with torch.no_grad():
+        _, separate = nets(color_aug, depth_in, frame_ids)
+        _, stacked = nets(color_aug, depth_in, frame_ids, pose_stacked=True)
+        by_hand = nets.pose_net(color_aug[:, 1], color_aug[:, 0]), nets.pose_net(color_aug[:, 0], color_aug[:, 2])
+    for (aa, t), (aa_s, t_s), (aa_h, t_h) in zip(separate, stacked, by_hand):
+        assert aa_s.shape == aa.shape and t_s.shape == t.shape
+        torch.testing.assert_close(aa_s, aa, rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(t_s, t, rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(aa, aa_h, rtol=0, atol=0)
+    nets.train()
+    with torch.no_grad():
+        _, separate = nets(color_aug, depth_in, frame_ids)
+        _, stacked = nets(color_aug, depth_in, frame_ids, pose_stacked=True)
+    assert not torch.allclose(separate[0][1], stacked[0][1], rtol=1e-3, atol=1e-6)
+    assert load_config(overrides=[]).train.pose_stacked is False
+
+
 def test_init_keys_are_validated():
     with pytest.raises(ConfigError, match="model.init_depth"):
         load_config(overrides=["model.init_depth=0.05"])

@@ -59,7 +59,8 @@ class Objective:
         if self.where.channels_last:
             depth_in = depth_in.contiguous(memory_format=torch.channels_last)
         with self.where.autocast():
-            disparities, pose_vectors = model(color_aug, depth_in, frame_ids)
+            disparities, pose_vectors = model(color_aug, depth_in, frame_ids,
+                                              pose_stacked=cfg.train.pose_stacked)
         disparities = [d.float() for d in disparities]
         poses = [pose_vector_to_matrix(aa.float(), t.float(), invert=f < 0)
                  for (aa, t), f in zip(pose_vectors, frame_ids[1:])]
