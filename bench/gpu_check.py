@@ -279,10 +279,6 @@ def _dtype_label(dtype) -> str:
     return "off" if dtype is None else str(dtype).replace("torch.", "")
 
 
-def _as_float(t: torch.Tensor) -> torch.Tensor:
-    return t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
-
-
 class _AutocastDepth:
     """The minimal step's depth net under autocast (float outputs), optionally compiled."""
 

@@ -143,7 +143,8 @@ def jittered_batch(batch: FrameBatch, seed: int = 0) -> FrameBatch:
     b = len(batch)
     draws = [draw_color_jitter(seed * 1000 + i, 0.2, 0.2, 0.2, 0.1) if i % 2 == 0 else
              (np.asarray(IDENTITY, np.float32), np.arange(4)) for i in range(b)]
-    color = batch.color.mul(255).round().to(torch.uint8)
+    # channels innermost, the layout of the decoded images the loader ships (data.frames.frames_to_uint8)
+    color = batch.color.mul(255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
     return FrameBatch(color, None, batch.K, batch.index, jitter=torch.from_numpy(np.stack([f for f, _ in draws])),
                       jitter_order=torch.from_numpy(np.stack([o for _, o in draws])))
 

@@ -42,8 +42,9 @@ def frames_to_tensor(frames) -> Tensor:
 
 def frames_to_uint8(frames) -> Tensor:
     """A sequence of ``H x W x 3`` uint8 images -> ``(N, 3, H, W)`` uint8 tensor (how training frames
-    travel to the device: a quarter of float32's bytes). Its memory stays the images' own, channels
-    innermost (strides ``(3HW, 1, 3W, 3)``: no copy); batches keep that layout
+    travel to the device: a quarter of float32's bytes). One copy (the stack of the images); the
+    tensor keeps their layout, channels innermost (strides ``(3HW, 1, 3W, 3)``: the move of the
+    channels to the front is a view, not a transpose copy); batches keep that layout
     (:func:`data.samples.collate`) and so do the float frames made from them on the device."""
     return torch.from_numpy(np.stack([np.asarray(f) for f in frames])).permute(0, 3, 1, 2)
 
@@ -79,9 +80,9 @@ class FrameSampleDataset(Dataset):
         self.jitter_prob = color_jitter_prob if is_train else 0.0
         self.jitter_on = jitter_on
         self.jitter_ranges = (brightness, contrast, saturation, hue)
-        self._jitter = A.Compose(
+        self._jitter = A.Compose(  # the loader's jitter; with jitter_on=device only its parameters are drawn here
             [A.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue, p=1.0)],
-            additional_targets={f"image{i}": "image" for i in range(1, n_frames)})
+            additional_targets={f"image{i}": "image" for i in range(1, n_frames)}) if jitter_on == "loader" else None
         self.seed = seed
         self.epoch = 0
         # decoded + resized frames, keyed by path (per process: each loader worker has its own)

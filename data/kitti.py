@@ -3,8 +3,10 @@ and odometry frames live in :mod:`data.kitti_layout`, re-exported here).
 
 Layout: ``<root>/<date>/<date>_drive_NNNN_sync/image_0{2,3}/data/%010d.{png,jpg}`` and the date's
 ``calib_cam_to_cam.txt``; odometry: ``<root>/sequences/NN/image_2/%06d.{png,jpg}``. A training
-sample (:class:`KittiRawDataset`) is the dict of :class:`data.frames.FrameSampleDataset` --
-``color``, ``color_aug``, ``K`` (pixels of the ``H x W`` network image), ``index`` -- plus
+sample (:class:`KittiRawDataset`) is the :class:`data.samples.FrameSample` of
+:class:`data.frames.FrameSampleDataset` -- uint8 ``color``, ``color_aug`` (or None), ``K`` (pixels of
+the ``H x W`` network image), ``index``, the colour-jitter parameters ``jitter`` / ``jitter_order``
+(or None) -- plus
 ``T_stereo``, the ``(4, 4)`` target -> stereo-partner transform (metres), when ``stereo=True``; the
 stereo partner is the last frame of ``color``.
 

@@ -109,6 +109,10 @@ class FrameBatch:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         return FrameBatch(**{k: fn(v) if isinstance(v, Tensor) else v for k, v in values.items()})
 
+    def head(self, n: int = 1) -> FrameBatch:
+        """The first ``n`` samples (views of every field, the jitter parameters included)."""
+        return self._map(lambda t: t[:n])
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> FrameBatch:
         """The tensors on ``device``; the jitter parameters stay where they are (the host decides
         from them which sample takes which operation, :func:`data.color_jitter.color_jitter`)."""
@@ -143,18 +147,21 @@ def _as_float(t: Tensor) -> Tensor:
 
 
 def _stack(tensors: list[Tensor]) -> Tensor:
-    """``torch.stack``; in a loader worker straight into shared memory (as ``default_collate``), so
-    the batch reaches the training process without another copy. Either way the batch keeps the
-    samples' memory layout (frames: channels innermost, :func:`data.frames.frames_to_uint8`), so a
-    batch from a worker is the batch the training process would have stacked, stride for stride."""
-    if get_worker_info() is None:
-        return torch.stack(tensors)
+    """``torch.stack`` that keeps the samples' memory layout (frames: channels innermost,
+    :func:`data.frames.frames_to_uint8`) for every rank: the new batch dimension outermost, the
+    others in the samples' own stride order. In a loader worker the batch is stacked straight into
+    shared memory (as ``default_collate``), so it reaches the training process without another copy;
+    either way a batch from a worker is the batch the training process would have stacked, stride
+    for stride."""
     first = tensors[0]
     physical = sorted(range(first.dim()), key=lambda d: -first.stride(d))  # outermost first
     views = [t.permute(physical) for t in tensors]
-    storage = first._typed_storage()._new_shared(first.numel() * len(tensors), device=first.device)
-    out = first.new(storage).resize_(len(tensors), *views[0].shape)
-    torch.stack(views, out=out)
+    if get_worker_info() is None:
+        out = torch.stack(views)
+    else:
+        storage = first._typed_storage()._new_shared(first.numel() * len(tensors), device=first.device)
+        out = first.new(storage).resize_(len(tensors), *views[0].shape)
+        torch.stack(views, out=out)
     return out.permute(0, *(1 + physical.index(d) for d in range(first.dim())))
 
 

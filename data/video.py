@@ -23,8 +23,9 @@ line says which image size the numbers refer to (default: the frames on disk). F
 the network size and K rescaled with them (:func:`data.frames.resize_intrinsics`: fx, cx by the
 width ratio, fy, cy by the height ratio -- also when the aspect ratio changes).
 
-Samples are those of :class:`data.frames.FrameSampleDataset` (``color``, ``color_aug``, ``K``,
-``index``), with the same augmentation as KITTI's. Validation (``data.val_fraction``) holds out
+Samples are those of :class:`data.frames.FrameSampleDataset` (:class:`data.samples.FrameSample`:
+uint8 ``color``, ``color_aug`` or None, ``K``, ``index``, ``jitter`` / ``jitter_order`` or None),
+with the same augmentation as KITTI's. Validation (``data.val_fraction``) holds out
 whole sequences when ``round(val_fraction * n_sequences)`` is at least one and leaves at least one
 for training (:func:`split_sequences`); otherwise (one or a few sequences) the tail of every
 sequence, after a gap of one frame window (:func:`hold_out_tail`), so a tiny dataset gives up

@@ -233,11 +233,12 @@ def _merge(cfg, layer: Any, source: str):
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 saved: dict | None = None) -> Config:
-    """Defaults, then ``saved`` (a checkpoint's config dict) or the YAML preset at ``path`` (with
+    """Defaults, then ``saved`` (a checkpoint's config dict; keys it predates take the value its run
+    used, :data:`LEGACY_VALUES`) or the YAML preset at ``path`` (with
     its ``base:`` chain), then the ``key=value`` overrides."""
     cfg = OmegaConf.structured(Config)
     if saved is not None:
-        cfg = _merge(cfg, saved, "saved config")
+        cfg = _merge(cfg, _with_legacy_values(saved), "saved config")
     if path is not None:
         for source, layer in _read_yaml(Path(path)):
             cfg = _merge(cfg, layer, source)
@@ -302,8 +303,30 @@ def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
 
+# Keys added after runs were already being saved, with the value those runs trained with where it is
+# not the key's default: a checkpoint written before the key existed reads back as what it did, so a
+# resumed run continues exactly and a changed default shows up as a config difference.
+LEGACY_VALUES: dict[str, object] = {
+    "augment.color_jitter_on": "loader",  # the albumentations jitter in the loader, before the device one
+}
+
+
+def _with_legacy_values(d: dict) -> dict:
+    """``d`` with each :data:`LEGACY_VALUES` key filled in where its section is present but the key
+    is not (a config saved before the key existed); ``d`` itself is not modified."""
+    out = dict(d)
+    for key, value in LEGACY_VALUES.items():
+        section, name = key.rsplit(".", 1)
+        node = out.get(section)
+        if isinstance(node, dict) and name not in node:
+            out[section] = {**node, name: value}
+    return out
+
+
 def from_dict(d: dict) -> Config:
-    """Rebuild a Config from :func:`to_dict` output (e.g. a checkpoint's), ignoring unknown keys."""
+    """Rebuild a Config from :func:`to_dict` output (e.g. a checkpoint's), ignoring unknown keys;
+    keys the saved config predates take the value its run used (:data:`LEGACY_VALUES`)."""
+    d = _with_legacy_values(d)
     cfg = OmegaConf.structured(Config)
     known = set(_valid_keys(Config()))
 

@@ -59,10 +59,11 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
-    """``items`` in order, produced by a background thread up to ``depth`` ahead: the next images
-    are read and decoded (OpenCV and NumPy release the GIL) while the device works on the current
-    ones. An exception raised producing an item is raised here, where that item would have come;
-    a consumer that stops early stops the producer."""
+    """``items`` in order, produced by a background thread ahead of the consumer (``depth`` items
+    queued, one more in the making): the next images are read and decoded (OpenCV and NumPy
+    release the GIL) while the device works on the current ones. An exception raised producing an
+    item is raised here, where that item would have come; a consumer that stops early (a break, or
+    an error in its loop, which releases the generator) stops the producer."""
     box: queue.Queue = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
     end = object()

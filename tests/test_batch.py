@@ -36,6 +36,17 @@ def test_collate_stacks_samples_into_a_typed_batch():
     assert torch.equal(moved.color, s.color) and moved.bad_samples == s.bad_samples
 
 
+def test_head_keeps_the_first_samples_of_every_field():
+    b = collate([_sample(0, stereo=True), _sample(1, stereo=True), _sample(2, stereo=True)])
+    b.jitter = torch.tensor([[1.1, 1.0, 1.0, 0.0], [1.0, 0.9, 1.0, 0.0], [1.0, 1.0, 1.2, 0.1]])
+    b.jitter_order = torch.arange(4).repeat(3, 1)
+    one = b.head(1)
+    assert len(one) == 1 and one.index.tolist() == [0] and one.T_stereo.shape == (1, 4, 4)
+    assert torch.equal(one.color, b.color[:1]) and torch.equal(one.jitter, b.jitter[:1])
+    # the jittered first sample alone is the full batch's first sample
+    torch.testing.assert_close(one.network_images("cpu")[1], b.network_images("cpu")[1][:1])
+
+
 def test_bad_samples_are_dropped_and_listed():
     b = collate([_sample(0), BadSample("sample 3: corrupt x.png"), _sample(2)])
     assert len(b) == 2 and b.index.tolist() == [0, 2] and b.bad_samples == ["sample 3: corrupt x.png"]

@@ -65,12 +65,13 @@ def test_identity_samples_are_untouched_and_others_are_not():
     images = torch.rand(3, 2, 3, 8, 8)
     factors, order = _params(3, seed=1)
     factors[1] = torch.tensor(IDENTITY)
+    before = images.clone()
     out = color_jitter(images, factors, order)
+    assert torch.equal(images, before)  # the input is never modified in place
     assert torch.equal(out[1], images[1])  # bit-exact: no HSV round trip for a sample without jitter
     assert not torch.equal(out[0], images[0]) and not torch.equal(out[2], images[2])
     all_identity = torch.tensor([IDENTITY] * 3)
     assert color_jitter(images, all_identity, order) is images  # nothing to do: nothing done
-    assert torch.equal(images, images.clone())  # the input is never modified in place
 
 
 def test_four_dimensional_batch_equals_one_frame_of_five():

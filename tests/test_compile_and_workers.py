@@ -104,7 +104,7 @@ class _Samples(Dataset):
     def __getitem__(self, i):
         # uint8 frames with channels innermost, as data.frames.frames_to_uint8 makes them
         c = torch.arange(3 * 8 * 8 * 3, dtype=torch.uint8).add(i).view(3, 8, 8, 3).permute(0, 3, 1, 2)
-        return FrameSample(color=c, color_aug=c + 1, K=torch.eye(3), index=i)
+        return FrameSample(color=c, color_aug=c + 1, K=torch.eye(3), index=i, depth_in=c[0] + 2)
 
 
 def _collate_and_report(samples):
@@ -124,6 +124,9 @@ def test_worker_batches_are_built_in_shared_memory():
     # the same memory layout as in the main process (channels innermost): the networks and the loss
     # get the same strides, so training rounds alike with and without workers
     assert batch.color.stride() == here.color.stride() == (576, 192, 1, 24, 3)
+    # every rank keeps it, the depth network's (3, H, W) input too
+    assert batch.depth_in.stride() == here.depth_in.stride() == (192, 1, 24, 3)
+    assert torch.equal(batch.depth_in, batch.color[:, 0] + 2)
 
 
 def test_disparity_heads_and_attention_run_in_fp32_under_autocast():

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from depth.config import Config, ConfigError, TrainConfig, closest_keys, from_dict, load_config, resolve_input_norm, to_dict
+from depth.train.run_dir import config_differences
 from depth.train.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -103,6 +104,21 @@ def test_roundtrip_to_dict_from_dict():
     d["train"]["no_such_key"] = 1
     d["extra_section"] = {"a": 1}
     assert from_dict(d) == cfg
+
+
+def test_config_saved_before_a_key_existed_reads_back_as_its_run_trained():
+    # a checkpoint written before augment.color_jitter_on existed jittered in the loader: resuming
+    # it must not switch to the device jitter (the new default) silently
+    cfg = load_config()
+    assert cfg.augment.color_jitter_on == "device"
+    old = to_dict(cfg)
+    del old["augment"]["color_jitter_on"]
+    assert from_dict(old).augment.color_jitter_on == "loader"
+    assert load_config(saved=old).augment.color_jitter_on == "loader"
+    assert "color_jitter_on" not in old["augment"]  # the caller's dict is left alone
+    # a saved config that has the key keeps its value; the difference shows on auto-resume
+    assert from_dict(to_dict(cfg)).augment.color_jitter_on == "device"
+    assert config_differences(cfg, old) == ["augment.color_jitter_on: 'loader' -> 'device'"]
 
 
 def test_saved_config_then_overrides():

@@ -66,7 +66,7 @@ class RunLog:
         if self.writer is None or self.last_images is None:
             return
         batch, disparity = self.last_images
-        self.writer.add_image("input/target", batch.network_images("cpu")[1][0, 0], step)
+        self.writer.add_image("input/target", batch.head(1).network_images("cpu")[1][0, 0], step)
         self.writer.add_image("disparity/scale0", colorize_disparity(disparity[0]), step)
 
     def validation(self, metrics: dict, step: int) -> None:
