@@ -11,6 +11,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from common.threads import keep_torch_threads
 from data.synthetic.scene import Scene
 from data.synthetic.textures import albedo
 
@@ -345,8 +346,9 @@ def render(scene: Scene, T_world_cam: np.ndarray, K: np.ndarray, height: int, wi
     dmin, order = _box_distances(scene.objects, c)
     tstart, titems, ntx = _screen_tiles(scene.objects, R, c, fx, fy, cx, cy, int(height), int(width), tile,
                                         0.05, order)
-    return _render_kernel(R, c, fx, fy, cx, cy, int(height), int(width), scene.objects, scene.ground,
-                          scene.tex_seed, tile, ntx, tstart, titems, dmin, *LIGHT)
+    with keep_torch_threads():  # numba's OpenMP launch would leave torch on numba's thread count
+        return _render_kernel(R, c, fx, fy, cx, cy, int(height), int(width), scene.objects, scene.ground,
+                              scene.tex_seed, tile, ntx, tstart, titems, dmin, *LIGHT)
 
 
 def cast_rays(scene: Scene, origin: np.ndarray, directions: np.ndarray, max_range: float = 1e9,

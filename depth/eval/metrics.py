@@ -30,6 +30,7 @@ import numpy as np
 from numba import prange
 
 from common.errors import EvalError
+from common.threads import keep_torch_threads
 from depth.eval.gt import SparseGT
 from depth.resample import bilinear_at, linear_tables
 
@@ -436,8 +437,9 @@ def compute_depth_metrics_per_image(pred_disp, gt, *, median_scaling: bool = Tru
         wins = _windows(shapes, windows)
         maxn = max(1, int(np.diff(gt.img_ptr).max()))
         if isinstance(preds, np.ndarray):
-            out = _metrics_sparse_kernel(preds, gt.heights, gt.widths, gt.img_ptr, gt.row_off, gt.row_ptr,
-                                         gt.cols, gt.depths, wins, *flags, maxn, _nchunks(n_gt))
+            with keep_torch_threads():  # numba's OpenMP launch would leave torch on its thread count
+                out = _metrics_sparse_kernel(preds, gt.heights, gt.widths, gt.img_ptr, gt.row_off, gt.row_ptr,
+                                             gt.cols, gt.depths, wins, *flags, maxn, _nchunks(n_gt))
         else:
             def one(i):
                 g, p, f32, hist, cand = _thread_buffers(maxn)
@@ -453,7 +455,8 @@ def compute_depth_metrics_per_image(pred_disp, gt, *, median_scaling: bool = Tru
         boxes = [garg_crop_box(h, w) if garg_crop else (0, h, 0, w) for h, w in set(shapes)]
         maxn = max(1, max((b - t) * (r - l) for t, b, l, r in boxes))
         if isinstance(preds, np.ndarray) and isinstance(gts, np.ndarray):
-            out = _metrics_dense_kernel(preds, gts, wins, *flags, maxn, _nchunks(n_gt))
+            with keep_torch_threads():
+                out = _metrics_dense_kernel(preds, gts, wins, *flags, maxn, _nchunks(n_gt))
         else:
             def one(i):
                 g, p, f32, hist, cand = _thread_buffers(maxn)
