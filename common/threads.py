@@ -1,10 +1,11 @@
 """Keeping torch's CPU thread count across numba's parallel kernels.
 
 numba's OpenMP threading layer sets the calling thread's OpenMP thread count to numba's own
-(``NUMBA_NUM_THREADS``, by default every core of the machine) when it launches a ``parallel=True``
-kernel, and torch's CPU kernels run on that same OpenMP runtime: after one evaluation or one
-synthetic render, a process limited to ``OMP_NUM_THREADS=1`` (or ``torch.set_num_threads``) would
-train on every core. :func:`keep_torch_threads` restores torch's count after such a kernel.
+(``NUMBA_NUM_THREADS``, by default every core of the machine) when it starts its threads, at the
+first ``parallel=True`` kernel of the process, and torch's CPU kernels run on that same OpenMP
+runtime: after one evaluation or one synthetic render, a process limited to ``OMP_NUM_THREADS=1``
+(or ``torch.set_num_threads``) would train on every core. :func:`keep_torch_threads` around each
+such kernel restores torch's count, whichever kernel comes first.
 """
 from __future__ import annotations
 

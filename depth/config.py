@@ -9,6 +9,7 @@ any work starts.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 from dataclasses import dataclass, field
@@ -312,14 +313,16 @@ LEGACY_VALUES: dict[str, object] = {
 
 
 def _with_legacy_values(d: dict) -> dict:
-    """``d`` with each :data:`LEGACY_VALUES` key filled in where its section is present but the key
-    is not (a config saved before the key existed); ``d`` itself is not modified."""
-    out = dict(d)
+    """A copy of ``d`` with each :data:`LEGACY_VALUES` key (dotted, at any depth) filled in where its
+    section is present but the key is not (a config saved before the key existed)."""
+    out = copy.deepcopy(d)
     for key, value in LEGACY_VALUES.items():
-        section, name = key.rsplit(".", 1)
-        node = out.get(section)
+        *path, name = key.split(".")
+        node = out
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict) and name not in node:
-            out[section] = {**node, name: value}
+            node[name] = value
     return out
 
 
