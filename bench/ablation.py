@@ -233,6 +233,13 @@ def collect(out: Path, variants, seeds, file: str = "score.json", suffix: str = 
     return rows
 
 
+def scored_seeds(out: Path) -> list[int]:
+    """Every seed with a scored run in ``out`` (``<row>_s<seed>/score.json``), whichever invocation
+    scored it: ``ablation.json`` holds them all, not only the seeds of the latest invocation."""
+    seeds = {d.name.rsplit("_s", 1)[1] for d in out.glob("*_s*") if (d / "score.json").is_file()}
+    return sorted(int(s) for s in seeds if s.isdigit())
+
+
 def _cell(values) -> str:
     v = np.asarray(values, dtype=np.float64)
     return f"{v.mean():.4f} ± {v.std():.4f}" if len(v) > 1 else f"{v.mean():.4f}"
@@ -317,7 +324,8 @@ def main() -> int:
                     atomic_write_text(recal, json.dumps(rb, indent=2))
                     print(f"{row}+bn seed {seed}: abs_rel {rb['abs_rel']:.4f}", flush=True)
                 every = [run_name(v, n) for n in NETWORKS for v in VARIANTS]
-                atomic_write_text(args.out / "ablation.json", json.dumps(collect(args.out, every, args.seeds), indent=2))
+                scored = collect(args.out, every, scored_seeds(args.out))
+                atomic_write_text(args.out / "ablation.json", json.dumps(scored, indent=2))
     names = [run_name(v, args.network) for v in args.variants]
     rows = collect(args.out, names, args.seeds)
     if args.bn_recal:

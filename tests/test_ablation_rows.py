@@ -1,9 +1,10 @@
 """The ablation benchmark's rows: what each name runs (bench/ablation.py), cheaply (no training)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from bench.ablation import CLEAN, NETWORKS, VARIANTS, run_name, variant_config
+from bench.ablation import CLEAN, NETWORKS, VARIANTS, collect, run_name, scored_seeds, variant_config
 
 
 def test_clean_rows_share_one_schedule_and_differ_only_by_their_engine(tmp_path):
@@ -25,3 +26,14 @@ def test_frame_source_rows_and_the_exact_network(tmp_path):
     assert Path(e.output.dir) == tmp_path / "dca-exact_s1" and e.train.max_steps == 10
     assert run_name("full", "project") == "full" and run_name("full", "exact") == "full-exact"
     assert set(NETWORKS) == {"project", "exact"} and {"zoom_frame", "full_frame"} <= set(VARIANTS)
+
+
+def test_the_summary_keeps_every_scored_seed_of_every_invocation(tmp_path):
+    """Two invocations (--seeds 1, then --seeds 2) share one --out: the summary holds both."""
+    for row, seed in [("zoom_frame", 1), ("zoom_frame", 2), ("full", 12)]:
+        (tmp_path / f"{row}_s{seed}").mkdir()
+        (tmp_path / f"{row}_s{seed}" / "score.json").write_text(json.dumps({"seed": seed}))
+    (tmp_path / "zoom_s3").mkdir()  # a run still training: no score yet
+    assert scored_seeds(tmp_path) == [1, 2, 12]
+    rows = collect(tmp_path, ["zoom_frame", "full", "zoom"], scored_seeds(tmp_path))
+    assert {k: [r["seed"] for r in v] for k, v in rows.items()} == {"zoom_frame": [1, 2], "full": [12]}
