@@ -240,6 +240,12 @@ def scored_seeds(out: Path) -> list[int]:
     return sorted(int(s) for s in seeds if s.isdigit())
 
 
+def write_summary(out: Path) -> None:
+    """``out/ablation.json``: every scored run in ``out``, of every row, network and seed."""
+    every = [run_name(v, n) for n in NETWORKS for v in VARIANTS]
+    atomic_write_text(out / "ablation.json", json.dumps(collect(out, every, scored_seeds(out)), indent=2))
+
+
 def _cell(values) -> str:
     v = np.asarray(values, dtype=np.float64)
     return f"{v.mean():.4f} ± {v.std():.4f}" if len(v) > 1 else f"{v.mean():.4f}"
@@ -323,9 +329,7 @@ def main() -> int:
                     rb = {**r, "variant": f"{row}+bn", **score(run_dir, images, gt, factors, bn_recal=True)}
                     atomic_write_text(recal, json.dumps(rb, indent=2))
                     print(f"{row}+bn seed {seed}: abs_rel {rb['abs_rel']:.4f}", flush=True)
-                every = [run_name(v, n) for n in NETWORKS for v in VARIANTS]
-                scored = collect(args.out, every, scored_seeds(args.out))
-                atomic_write_text(args.out / "ablation.json", json.dumps(scored, indent=2))
+                write_summary(args.out)
     names = [run_name(v, args.network) for v in args.variants]
     rows = collect(args.out, names, args.seeds)
     if args.bn_recal:

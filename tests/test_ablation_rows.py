@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.ablation import CLEAN, NETWORKS, VARIANTS, collect, run_name, scored_seeds, variant_config
+from bench.ablation import CLEAN, NETWORKS, VARIANTS, run_name, scored_seeds, variant_config, write_summary
 
 
 def test_clean_rows_share_one_schedule_and_differ_only_by_their_engine(tmp_path):
@@ -35,5 +35,6 @@ def test_the_summary_keeps_every_scored_seed_of_every_invocation(tmp_path):
         (tmp_path / f"{row}_s{seed}" / "score.json").write_text(json.dumps({"seed": seed}))
     (tmp_path / "zoom_s3").mkdir()  # a run still training: no score yet
     assert scored_seeds(tmp_path) == [1, 2, 12]
-    rows = collect(tmp_path, ["zoom_frame", "full", "zoom"], scored_seeds(tmp_path))
+    write_summary(tmp_path)
+    rows = json.loads((tmp_path / "ablation.json").read_text())
     assert {k: [r["seed"] for r in v] for k, v in rows.items()} == {"zoom_frame": [1, 2], "full": [12]}
