@@ -19,7 +19,7 @@ protocol (Garg crop, 80 m cap):
 * stereo-trained runs (``stereo``, ``zoom_stereo``: metric depth from the stereo baseline) are
   also scored with **no scaling at all** (``metric``: their stereo factor only).
 
-    python bench/cameras.py [--variants ...] [--seeds 0 1 2] [--lens-factors 0.75 1.5] \
+    python bench/cameras.py [--variants ...] [--seeds 0 1 2] [--lens-factors 0.75 1.5] [--network exact] \
         --out runs/ablation data.root=... data.split=...      (overrides after a one-value flag)
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.ablation import BASE, VARIANTS, _cell, finished
+from bench.ablation import BASE, NETWORKS, VARIANTS, _cell, finished, run_name
 from common.atomic import atomic_write_text
 from data.kitti import KittiImageSet
 from data.splits import read_split_file
@@ -86,6 +86,8 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--lens-factors", type=float, nargs="+", default=[0.75, 1.5],
                     help="focal-length factors besides the training lens (x1)")
+    ap.add_argument("--network", choices=list(NETWORKS), default="project",
+                    help="score the rows run on this network (bench/ablation.py --network; rows <variant>-exact)")
     ap.add_argument("--rescore", action="store_true", help="score runs that already have cameras.json")
     ap.add_argument("overrides", nargs="*", help="data.root=... data.split=... (as given to bench/ablation.py)")
     args = ap.parse_args()
@@ -93,7 +95,7 @@ def main() -> int:
     cfg = load_config(BASE, args.overrides)
     lenses = lens_sets(Path(cfg.data.root), factors)
     rows: dict[str, list[dict]] = {}
-    for name in args.variants:
+    for name in (run_name(v, args.network) for v in args.variants):
         for seed in args.seeds:
             run = args.out / f"{name}_s{seed}"
             meta = run / "score.json"
